@@ -1,0 +1,252 @@
+"""Configuration of a PixelGAN autoencoder: typed dataclasses, validated when built.
+
+These dataclasses are the library's only input. Every error names the field the way `conf/`
+spells it (``prior.kind``, ``decoder.n_layers``), so a bad YAML value or command-line override
+points at itself. ``from_dict`` builds them from plain nested dicts and refuses unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+PriorKind = Literal["gaussian", "categorical", "categorical_gaussian"]
+Conditioning = Literal["location_independent", "location_dependent"]
+Likelihood = Literal["bernoulli", "categorical"]
+Binarize = Literal["none", "threshold", "stochastic"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot build a model or a run; the message names the field."""
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Shape of the images the model reads and writes."""
+
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+
+    def __post_init__(self) -> None:
+        _at_least("image.channels", self.channels, 1)
+        _at_least("image.height", self.height, 2)
+        _at_least("image.width", self.width, 2)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """p(z). ``dim`` is the latent size: the Gaussian's dimension or the number of categories.
+
+    ``style_dim`` is the size of the Gaussian style code beside the categories and is read only
+    by ``categorical_gaussian`` (semi-supervised content + style).
+    """
+
+    kind: PriorKind = "gaussian"
+    dim: int = 2
+    style_dim: int = 5
+
+    def __post_init__(self) -> None:
+        _choice("prior.kind", self.kind, typing.get_args(PriorKind))
+        if self.kind == "gaussian":
+            _at_least("prior.dim", self.dim, 1)
+        else:
+            _at_least("prior.dim (number of categories)", self.dim, 2)
+        if self.kind == "categorical_gaussian":
+            _at_least("prior.style_dim", self.style_dim, 1)
+
+    @property
+    def categories(self) -> int:
+        """Size of the categorical (content) part of the code; 0 for a Gaussian prior."""
+        return 0 if self.kind == "gaussian" else self.dim
+
+    @property
+    def gaussian_dim(self) -> int:
+        """Size of the Gaussian part of the code (the style part for categorical_gaussian)."""
+        if self.kind == "gaussian":
+            return self.dim
+        return self.style_dim if self.kind == "categorical_gaussian" else 0
+
+    @property
+    def code_dim(self) -> int:
+        """Width of the code z that the encoder emits and the decoder reads."""
+        return self.categories + self.gaussian_dim
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """q(z|x) as z = f(x, n): strided convs, then an MLP that also reads the noise n."""
+
+    channels: tuple[int, ...] = (32, 64)
+    hidden: int = 256
+    noise_dim: int = 16
+    stochastic: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ConfigError("encoder.channels must list at least one conv width")
+        for width in self.channels:
+            _at_least("encoder.channels[*]", width, 1)
+        _at_least("encoder.hidden", self.hidden, 1)
+        _at_least("encoder.noise_dim", self.noise_dim, 1 if self.stochastic else 0)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The conditional gated PixelCNN p(x|z).
+
+    Its receptive field grows with ``n_layers`` and ``kernel_size``: the Gaussian-prior
+    experiments want it small, so that the code has to carry the global shape.
+    """
+
+    channels: int = 32
+    n_layers: int = 4
+    kernel_size: int = 3
+    head_channels: int = 32
+    conditioning: Conditioning = "location_independent"
+    map_channels: int = 16
+    likelihood: Likelihood = "bernoulli"
+
+    def __post_init__(self) -> None:
+        _at_least("decoder.channels", self.channels, 1)
+        _at_least("decoder.n_layers", self.n_layers, 0)
+        _at_least("decoder.head_channels", self.head_channels, 1)
+        _at_least("decoder.map_channels", self.map_channels, 1)
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"decoder.kernel_size={self.kernel_size} must be odd and >= 3")
+        _choice("decoder.conditioning", self.conditioning, typing.get_args(Conditioning))
+        _choice("decoder.likelihood", self.likelihood, typing.get_args(Likelihood))
+
+    @property
+    def receptive_field(self) -> tuple[int, int]:
+        """(rows above, columns to each side) of a pixel that its prediction can see.
+
+        In its own row it sees the ``columns + 1`` pixels to its left (tests check both).
+        """
+        columns = (self.n_layers + 1) * (self.kernel_size // 2)
+        return columns + 1, columns
+
+    def layers_to_cover(self, height: int, width: int) -> int:
+        """The fewest gated layers with which every pixel sees every earlier pixel."""
+        r = self.kernel_size // 2
+        return max(0, math.ceil(max(width - 1, height - 2) / r) - 1)
+
+    @property
+    def n_values(self) -> int:
+        """Logits per sub-pixel: one for a Bernoulli, 256 for an 8-bit softmax."""
+        return 1 if self.likelihood == "bernoulli" else 256
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """D(z): an MLP per part of the prior."""
+
+    hidden: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self) -> None:
+        if not self.hidden:
+            raise ConfigError("discriminator.hidden must list at least one layer width")
+        for width in self.hidden:
+            _at_least("discriminator.hidden[*]", width, 1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image: ImageConfig = field(default_factory=ImageConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        enough = self.decoder.layers_to_cover(self.image.height, self.image.width)
+        if self.decoder.n_layers > enough:
+            raise ConfigError(
+                f"decoder.n_layers={self.decoder.n_layers}: the receptive field exceeds the "
+                f"image; with decoder.kernel_size={self.decoder.kernel_size}, {enough} layers "
+                f"already see every earlier pixel of a {self.image.height}x{self.image.width} "
+                "image, and more only add cost"
+            )
+
+    def check_images(self, shape: tuple[int, ...], source: str = "data") -> None:
+        """Refuse images of another shape than the model's, naming the mismatching field."""
+        if len(shape) != 4:
+            raise ConfigError(f"{source}: images must be (N, C, H, W), got shape {tuple(shape)}")
+        _, channels, height, width = shape
+        for name, got, want in (
+            ("image.channels", channels, self.image.channels),
+            ("image.height", height, self.image.height),
+            ("image.width", width, self.image.width),
+        ):
+            if got != want:
+                raise ConfigError(f"{name}={want} but {source} has {got}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run's optimisation: a learning rate per phase, as each phase has its own optimizer."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr_reconstruction: float = 1e-3
+    lr_discriminator: float = 2e-4
+    lr_generator: float = 2e-4
+    lr_supervised: float = 1e-3
+    binarize: Binarize = "stochastic"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least("train.epochs", self.epochs, 1)
+        _at_least("train.batch_size", self.batch_size, 1)
+        for name in ("lr_reconstruction", "lr_discriminator", "lr_generator", "lr_supervised"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
+        _choice("train.binarize", self.binarize, typing.get_args(Binarize))
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build a config dataclass from nested plain dicts (YAML), refusing unknown keys."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        options = ", ".join(sorted(names))
+        raise ConfigError(f"unknown option {prefix}{unknown[0]} (known: {options})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{name} must be a mapping, got {value!r}")
+            value = from_dict(kind, value, f"{prefix}{name}.")
+        elif typing.get_origin(kind) is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{prefix}{name} must be a list, got {value!r}")
+            value = tuple(value)
+        elif kind in (int, float, bool) and not _is_instance(value, kind):
+            raise ConfigError(f"{prefix}{name} must be {kind.__name__}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))

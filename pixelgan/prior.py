@@ -1,0 +1,60 @@
+"""The prior p(z) that the adversarial network imposes on the aggregated posterior q(z).
+
+A prior is a product of independent parts: a Gaussian (global vs local decomposition), a
+one-hot categorical (clustering: content vs style), or both, categories first, for
+semi-supervised runs. The discriminator keeps one network per part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pixelgan.config import PriorConfig
+
+
+@dataclass(frozen=True)
+class GaussianPrior:
+    dim: int
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+        return torch.randn(n, self.dim, generator=generator, device=device)
+
+
+@dataclass(frozen=True)
+class CategoricalPrior:
+    """Uniform over ``dim`` categories, sampled as one-hot vectors."""
+
+    dim: int
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+        index = torch.randint(self.dim, (n,), generator=generator, device=device)
+        return F.one_hot(index, self.dim).float()
+
+
+@dataclass(frozen=True)
+class ProductPrior:
+    parts: tuple[GaussianPrior | CategoricalPrior, ...]
+
+    @property
+    def dim(self) -> int:
+        return sum(part.dim for part in self.parts)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+        """[n, dim] codes, the parts side by side in order."""
+        return torch.cat([part.sample(n, generator, device) for part in self.parts], dim=1)
+
+    def split(self, code: Tensor) -> tuple[Tensor, ...]:
+        return code.split([part.dim for part in self.parts], dim=1)
+
+
+def build_prior(config: PriorConfig) -> ProductPrior:
+    parts: list[GaussianPrior | CategoricalPrior] = []
+    if config.categories:
+        parts.append(CategoricalPrior(config.categories))
+    if config.gaussian_dim:
+        parts.append(GaussianPrior(config.gaussian_dim))
+    return ProductPrior(tuple(parts))

@@ -1,0 +1,33 @@
+"""Builders shared by the tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pixelgan.config import (
+    DecoderConfig,
+    DiscriminatorConfig,
+    EncoderConfig,
+    ImageConfig,
+    ModelConfig,
+    PriorConfig,
+)
+
+
+def tiny_model_config(
+    *,
+    image: ImageConfig = ImageConfig(1, 8, 8),
+    prior: PriorConfig = PriorConfig("gaussian", 3),
+    **decoder: object,
+) -> ModelConfig:
+    """The real model, shrunk so that a CPU test runs in milliseconds."""
+    decoder_config = dataclasses.replace(
+        DecoderConfig(channels=8, n_layers=2, head_channels=8, map_channels=4), **decoder
+    )
+    return ModelConfig(
+        image=image,
+        prior=prior,
+        encoder=EncoderConfig(channels=(8, 16), hidden=32, noise_dim=4),
+        decoder=decoder_config,
+        discriminator=DiscriminatorConfig(hidden=(16, 16)),
+    )
