@@ -76,12 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch = 0
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=args.device)
-        wanted = (dataclasses.asdict(model_config), dataclasses.asdict(train_config))
-        if (state["model_config"], state["train_config"]) != wanted:
+        saved_train = dict(state["train_config"], epochs=train_config.epochs)  # may be extended
+        if (state["model_config"], saved_train) != (
+            dataclasses.asdict(model_config), dataclasses.asdict(train_config)
+        ):
             print(f"error: {checkpoint} belongs to a run with other settings; "
                   "pass another --out or delete that folder", file=sys.stderr)
             return 2
         start_epoch = resume(state, model, optimizers)
+        if start_epoch >= train_config.epochs:
+            print(f"{checkpoint} has finished all {train_config.epochs} epochs; nothing to do")
+            return 0
         print(f"resuming {checkpoint} after epoch {start_epoch}/{train_config.epochs}")
 
     train_set, val_set = split_mnist5k(train_config.seed, args.limit)
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator(args.device).manual_seed(train_config.seed)
         images, _ = sample_from_prior(model, args.samples, generator)
         with atomic_path(args.out / "samples.png") as tmp:
-            save_image(images.float(), tmp, format="png", nrow=8, padding=1)
+            save_image(images.float(), tmp, format="png", nrow=8, padding=1, pad_value=0.5)
     write_json(args.out / "metrics.json", metrics | {"wall_time_s": time.perf_counter() - started})
     print(f"wrote {args.out}/checkpoint.pt, metrics.json" + (", samples.png" if args.samples else ""))
     return 0

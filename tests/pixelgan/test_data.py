@@ -1,0 +1,41 @@
+"""Images in data form, binarisation, and the embedded MNIST-5k."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelgan.config import ConfigError
+from pixelgan.data import ImageDataset, binarize, to_signed_unit
+
+
+def test_threshold_binarisation_is_fixed_and_stochastic_follows_intensity() -> None:
+    images = torch.tensor([0, 127, 128, 255], dtype=torch.uint8).repeat(20000, 1)
+    assert binarize(images[:1], "threshold").tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    drawn = binarize(images, "stochastic", torch.Generator().manual_seed(0))
+    assert torch.allclose(drawn.mean(dim=0), images[0].float() / 255, atol=0.01)
+    with pytest.raises(ConfigError, match="train.binarize"):
+        binarize(images, "none")
+
+
+def test_both_data_forms_map_onto_minus_one_to_one() -> None:
+    assert to_signed_unit(torch.tensor([0.0, 1.0])).tolist() == [-1.0, 1.0]
+    assert to_signed_unit(torch.tensor([0, 255])).tolist() == [-1.0, 1.0]
+
+
+def test_the_dataset_serves_the_form_the_likelihood_wants() -> None:
+    images = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    levels = ImageDataset(images, torch.arange(4), likelihood="categorical")[2]
+    assert levels.images.dtype == torch.long and torch.equal(levels.images, images[2].long())
+    binary = ImageDataset(images, torch.arange(4), binarize="threshold")[2]
+    assert torch.equal(binary.images, (images[2] >= 128).float())
+    assert binary.labels == 2 and not binary.labelled
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset(images.float(), torch.arange(4))
+
+
+def test_mnist5k_is_500_real_digits_a_class(mnist5k: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, labels = mnist5k
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.uint8
+    assert torch.bincount(labels).tolist() == [500] * 10
+    assert images.max() == 255 and (images == 0).float().mean() > 0.5, "ink on a black ground"
