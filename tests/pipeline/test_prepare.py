@@ -1,0 +1,57 @@
+"""The prepare stage as DVC runs it, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline._config import REPO
+from pipeline.prepare import main
+from pixelgan.data.parquet import read_split
+
+
+def test_an_unknown_data_set_fails_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dataset.name=cifar"]) == 2
+    assert "dataset.name='cifar' is not one of" in capsys.readouterr().err
+
+
+def repo_copy(destination: Path) -> Path:
+    """The repository's files as a fresh clone would have them (tracked or not ignored)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    return destination
+
+
+def run(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro_prepare_writes_mnist5k_and_digits(tmp_path: Path) -> None:
+    repo = repo_copy(tmp_path)
+    out = run(repo, "-m", "dvc", "repro", "prepare")
+    assert "prepared mnist5k into data/mnist5k: train 4000, validation 500, test 500 (100 labelled)" in out
+    train, metadata = read_split(repo / "data/mnist5k/train.parquet")
+    assert train.images.shape == (4000, 1, 28, 28) and metadata["dataset"] == "mnist5k"
+    assert "didn't change, skipping" in run(repo, "-m", "dvc", "repro", "prepare")
+
+    run(repo, "-m", "pipeline._config", "dataset=digits")  # what `dvc exp run -S dataset=digits` does
+    assert "prepared digits into data/digits" in run(repo, "-m", "dvc", "repro", "prepare")
+    for split in ("train", "validation", "test"):
+        data, metadata = read_split(repo / f"data/digits/{split}.parquet")
+        assert data.images.shape[1:] == (1, 8, 8) and metadata["split"] == split
+    assert (repo / "data/digits/summary.json").is_file() and (repo / "data/digits/examples.png").is_file()
