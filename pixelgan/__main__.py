@@ -45,14 +45,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def split_mnist5k(seed: int, limit: int) -> tuple[ImageDataset, ImageDataset]:
+def split_mnist5k(config: TrainConfig, limit: int) -> tuple[ImageDataset, ImageDataset]:
     images, labels = load_mnist5k()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
     val, train = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
     if limit:
         train = train[:limit]
+    if len(train) < config.batch_size:
+        raise ConfigError(
+            f"train.batch_size={config.batch_size} is more than the {len(train)} training "
+            "images: every epoch would be empty"
+        )
     return (
-        ImageDataset(images[train], labels[train], binarize="stochastic"),
+        ImageDataset(images[train], labels[train], binarize=config.binarize),
         ImageDataset(images[val], labels[val], binarize="threshold"),
     )
 
@@ -65,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             decoder=DecoderConfig(conditioning=args.conditioning),
         )
         train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+        train_set, val_set = split_mnist5k(train_config, args.limit)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    run = {"data": "mnist5k", "limit": args.limit}
     torch.manual_seed(train_config.seed)
     model = PixelGAN(model_config).to(args.device)
     optimizers = build_optimizers(model, train_config)
@@ -77,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=args.device)
         saved_train = dict(state["train_config"], epochs=train_config.epochs)  # may be extended
-        if (state["model_config"], saved_train) != (
-            dataclasses.asdict(model_config), dataclasses.asdict(train_config)
+        if (state["model_config"], saved_train, state["run"]) != (
+            dataclasses.asdict(model_config), dataclasses.asdict(train_config), run
         ):
             print(f"error: {checkpoint} belongs to a run with other settings; "
                   "pass another --out or delete that folder", file=sys.stderr)
@@ -89,14 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"resuming {checkpoint} after epoch {start_epoch}/{train_config.epochs}")
 
-    train_set, val_set = split_mnist5k(train_config.seed, args.limit)
     train_batches = DataLoader(train_set, batch_size=train_config.batch_size, shuffle=True, drop_last=True)
     val_batches = DataLoader(val_set, batch_size=256)
     started = time.perf_counter()
     fit(
         model, optimizers, train_batches,
         epochs=train_config.epochs, start_epoch=start_epoch, val_batches=val_batches,
-        callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config)],
+        callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config, run)],
         device=args.device,
     )
     metrics = load_checkpoint(checkpoint)["metrics"]

@@ -27,13 +27,20 @@ def checkpoint_state(
     epoch: int,
     train_config: TrainConfig | None = None,
     metrics: dict[str, float] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything a run needs to resume: weights, optimizer moments, epoch, RNG, configs."""
+    """Everything a run needs to resume: weights, optimizer moments, epoch, RNG, configs.
+
+    ``run`` holds plain values that describe the run beyond its configs (its data, say), so a
+    resumed run can check it is continuing the same one.
+    """
     state: dict[str, Any] = {
+        "run": dict(run or {}),
         "model_config": dataclasses.asdict(model.config),
         "model": model.state_dict(),
         "epoch": epoch,
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "metrics": dict(metrics or {}),
     }
     if optimizers is not None:
@@ -62,7 +69,9 @@ def resume(state: dict[str, Any], model: PixelGAN, optimizers: Optimizers) -> in
     """Restore weights, optimizers and the RNG from ``state``; return the epochs already done."""
     model.load_state_dict(state["model"])
     optimizers.load_state_dict(state["optimizers"])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())  # a CPU ByteTensor, wherever it was loaded
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([rng.cpu() for rng in state["cuda_rng"]])
     return int(state["epoch"])
 
 
@@ -70,15 +79,21 @@ class SaveEveryEpoch(Callback):
     """Write a resumable checkpoint to one path at the end of every epoch."""
 
     def __init__(
-        self, path: str | os.PathLike[str], model: PixelGAN, optimizers: Optimizers, train_config: TrainConfig
+        self,
+        path: str | os.PathLike[str],
+        model: PixelGAN,
+        optimizers: Optimizers,
+        train_config: TrainConfig,
+        run: dict[str, Any] | None = None,
     ) -> None:
         self.path = path
         self.model = model
         self.optimizers = optimizers
         self.train_config = train_config
+        self.run = run
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         state = checkpoint_state(
-            self.model, self.optimizers, epoch=epoch, train_config=self.train_config, metrics=metrics
+            self.model, self.optimizers, epoch=epoch, train_config=self.train_config, metrics=metrics, run=self.run
         )
         save_checkpoint(self.path, state)

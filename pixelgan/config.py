@@ -276,6 +276,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
         elif typing.get_origin(kind) is tuple:
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{prefix}{name} must be a list, got {value!r}")
+            item_kind = typing.get_args(kind)[0]
+            for i, item in enumerate(value):
+                if not _is_instance(item, item_kind):
+                    raise ConfigError(f"{prefix}{name}[{i}] must be {item_kind.__name__}, got {item!r}")
             value = tuple(value)
         elif kind in (int, float, bool) and not _is_instance(value, kind):
             raise ConfigError(f"{prefix}{name} must be {kind.__name__}, got {value!r}")

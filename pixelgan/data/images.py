@@ -54,6 +54,8 @@ class ImageDataset(Dataset[Batch]):
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if likelihood == "bernoulli" and binarize == "none":
+            raise ConfigError("train.binarize='none': a Bernoulli decoder needs threshold or stochastic")
         self.images = images
         self.labels = labels.long()
         self.labelled = torch.zeros(len(images), dtype=torch.bool) if labelled is None else labelled

@@ -65,6 +65,9 @@ def test_from_dict_builds_nested_configs_and_refuses_unknown_keys() -> None:
         from_dict(ModelConfig, {"prior": {"size": 3}})
     with pytest.raises(ConfigError, match=r"decoder\.n_layers must be int"):
         from_dict(ModelConfig, {"decoder": {"n_layers": "four"}})
+    for bad in (32.5, True, "64"):
+        with pytest.raises(ConfigError, match=r"encoder\.channels\[1\] must be int"):
+            from_dict(ModelConfig, {"encoder": {"channels": [8, bad]}})
 
 
 def test_code_sizes_follow_the_prior() -> None:

@@ -32,6 +32,8 @@ def test_the_dataset_serves_the_form_the_likelihood_wants() -> None:
     assert binary.labels == 2 and not binary.labelled
     with pytest.raises(ValueError, match="uint8"):
         ImageDataset(images.float(), torch.arange(4))
+    with pytest.raises(ConfigError, match="train.binarize='none'"):
+        ImageDataset(images, torch.arange(4), likelihood="bernoulli", binarize="none")
 
 
 def test_mnist5k_is_500_real_digits_a_class(mnist5k: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -61,6 +61,7 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
     # A longer run with other settings in the same folder is refused, naming the checkpoint ...
     assert run(tmp_path, "--epochs", "2", "--dim", "5") == 2
     assert "checkpoint.pt belongs to a run with other settings" in capsys.readouterr().err
+    assert run(tmp_path, "--epochs", "2", "--limit", "256") == 2, "another training set"
     # ... while asking for more epochs is not: it carries on from the checkpoint,
     assert run(tmp_path, "--epochs", "2") == 0
     assert "resuming" in capsys.readouterr().out
@@ -79,3 +80,9 @@ def test_the_cli_run_draws_samples_from_the_prior(tmp_path: Path) -> None:
 
     grid = Image.open(tmp_path / "samples.png")
     assert grid.size[1] == 28 + 2  # one row of 28x28 images with a 1-pixel border
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path), "--limit", "10", "--batch-size", "64"]) == 2
+    assert "train.batch_size=64 is more than the 10 training images" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
