@@ -1,23 +1,34 @@
 """One source of truth for parameters: `conf/` (Hydra), composed into `params.yaml` (DVC).
 
 DVC composes `conf/` into `params.yaml` on `dvc exp run` (its Hydra option is on in
-`.dvc/config`), so `dvc exp run -S dataset=digits` works; `dvc repro` reads `params.yaml` as
+`.dvc/config`), so `dvc exp run -S prior=gaussian` works; `dvc repro` reads `params.yaml` as
 it stands. A stage run without arguments therefore reads `params.yaml`; given Hydra
-overrides (`python -m pipeline.prepare dataset=digits dataset.labels=50`) it composes `conf/`
-with them, as DVC would. `python -m pipeline._config` rewrites `params.yaml` from `conf/`, and
-a test fails when the two disagree.
+overrides (`python -m pipeline.train prior=gaussian prior.dim=8`) it composes `conf/` with
+them, as DVC would. `python -m pipeline._config` rewrites `params.yaml` from `conf/`, and a
+test fails when the two disagree. YAML stops here: the stages get `pixelgan` dataclasses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pixelgan.config import ConfigError, DatasetConfig, from_dict
+from pixelgan.config import (
+    ConfigError,
+    DatasetConfig,
+    ImageConfig,
+    ModelConfig,
+    PriorConfig,
+    TrainConfig,
+    from_dict,
+)
+from pixelgan.data.parquet import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -51,6 +62,89 @@ def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
 
 def dataset_config(params: dict[str, Any]) -> DatasetConfig:
     return from_dict(DatasetConfig, params.get("dataset"), "dataset.")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How a Ray Train job is laid out (the `train.*` keys that are not TrainConfig's)."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1
+    gpus_per_worker: float = 0
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ConfigError(f"train.num_workers={self.num_workers} must be >= 1")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError(f"train.cpus_per_worker={self.cpus_per_worker} must be > 0")
+        if self.use_gpu and self.gpus_per_worker <= 0:
+            raise ConfigError("train.use_gpu=true needs train.gpus_per_worker > 0")
+        if self.max_failures < -1:
+            raise ConfigError(f"train.max_failures={self.max_failures} must be >= -1 (-1: no limit)")
+
+
+@dataclass(frozen=True)
+class Paths:
+    data: str = "data"
+    models: str = "models"
+    metrics: str = "metrics"
+    runs: str = "runs"
+
+    def resolved(self) -> Paths:
+        """Absolute paths, as Ray workers run in a copy of the working directory."""
+        return Paths(*(str(Path(getattr(self, f.name)).resolve()) for f in dataclasses.fields(self)))
+
+    def split(self, dataset: str, name: str) -> Path:
+        return Path(self.data) / dataset / f"{name}.parquet"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything a training job needs, checked on the driver before any worker starts."""
+
+    dataset: DatasetConfig
+    model: ModelConfig
+    train: TrainConfig
+    scaling: Scaling
+    paths: Paths
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
+        return from_dict(cls, data)
+
+
+SCALING_KEYS = {field.name for field in dataclasses.fields(Scaling)}
+
+
+def train_spec(params: dict[str, Any]) -> TrainSpec:
+    """Build and cross-check the configs of a training run; the image shape comes from the data."""
+    dataset = dataset_config(params)
+    paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
+    train_params = dict(params.get("train") or {})
+    scaling = from_dict(Scaling, {k: train_params.pop(k) for k in SCALING_KEYS & set(train_params)}, "train.")
+    train = from_dict(TrainConfig, train_params, "train.")
+    prior = from_dict(PriorConfig, params.get("prior"), "prior.")
+    metadata = read_metadata(paths.split(dataset.name, "train"))
+    model = from_dict(
+        ModelConfig,
+        dict(params.get("model") or {}, prior=dataclasses.asdict(prior),
+             image=dataclasses.asdict(ImageConfig(*metadata["image_shape"]))),
+    )
+    if train.batch_size % scaling.num_workers:
+        raise ConfigError(
+            f"train.batch_size={train.batch_size} must split evenly over train.num_workers={scaling.num_workers}"
+        )
+    if train.semi_supervised and prior.categories != dataset.classes:
+        raise ConfigError(
+            f"train.semi_supervised needs a prior with one category per class: prior.kind="
+            f"{prior.kind} with prior.dim={prior.dim}, but {dataset.name} has {dataset.classes} classes"
+        )
+    return TrainSpec(dataset, model, train, scaling, paths)
 
 
 if __name__ == "__main__":

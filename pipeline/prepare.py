@@ -3,17 +3,18 @@
     python -m pipeline.prepare                          # params.yaml, as `dvc repro` runs it
     python -m pipeline.prepare dataset=digits           # Hydra overrides compose conf/
 
-Writes data/<name>/{train,validation,test}.parquet, summary.json and examples.png; raw
-downloads go to data/raw/<name>/.
+Writes <paths.data>/<name>/{train,validation,test}.parquet, summary.json and examples.png;
+raw downloads go to <paths.data>/raw/<name>/.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
-from pipeline._config import REPO, dataset_config, load_params
-from pixelgan.config import ConfigError
+from pipeline._config import Paths, dataset_config, load_params
+from pixelgan.config import ConfigError, from_dict
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError
@@ -22,14 +23,16 @@ from pixelgan.data.sources import DataSourceError
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
-        config = dataset_config(load_params(sys.argv[1:] if argv is None else argv))
-        out_dir = REPO / "data" / config.name
-        summary = prepare_dataset(config, out_dir, REPO / "data" / "raw" / config.name)
+        params = load_params(sys.argv[1:] if argv is None else argv)
+        config = dataset_config(params)
+        data = Path(from_dict(Paths, params.get("paths"), "paths.").data)
+        out_dir = data / config.name
+        summary = prepare_dataset(config, out_dir, data / "raw" / config.name)
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"prepare: error: {error}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
-    print(f"prepared {config.name} into {out_dir.relative_to(REPO)}: {counts} "
+    print(f"prepared {config.name} into {out_dir}: {counts} "
           f"({summary['splits']['train']['labelled']} labelled) in {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizers = build_optimizers(model, train_config)
 
     checkpoint = args.out / "checkpoint.pt"
-    start_epoch = 0
+    start_epoch, history = 0, []
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=args.device)
         saved_train = dict(state["train_config"], epochs=train_config.epochs)  # may be extended
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {checkpoint} belongs to a run with other settings; "
                   "pass another --out or delete that folder", file=sys.stderr)
             return 2
-        start_epoch = resume(state, model, optimizers)
+        start_epoch, history = resume(state, model, optimizers), state["history"]
         if start_epoch >= train_config.epochs:
             print(f"{checkpoint} has finished all {train_config.epochs} epochs; nothing to do")
             return 0
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     fit(
         model, optimizers, train_batches,
         epochs=train_config.epochs, start_epoch=start_epoch, val_batches=val_batches,
-        callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config, run)],
+        callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)],
         device=args.device,
     )
     metrics = load_checkpoint(checkpoint)["metrics"]

@@ -20,6 +20,20 @@ from pixelgan.model import PixelGAN
 from pixelgan.objective import Optimizers
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's torch random state: the CPU generator's, and every GPU's."""
+    return {
+        "cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"].cpu())  # a CPU ByteTensor, wherever it was loaded to
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([rng.cpu() for rng in state["cuda"]])
+
+
 def checkpoint_state(
     model: PixelGAN,
     optimizers: Optimizers | None = None,
@@ -27,21 +41,23 @@ def checkpoint_state(
     epoch: int,
     train_config: TrainConfig | None = None,
     metrics: dict[str, float] | None = None,
+    history: list[dict[str, float]] | None = None,
     run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a run needs to resume: weights, optimizer moments, epoch, RNG, configs.
 
-    ``run`` holds plain values that describe the run beyond its configs (its data, say), so a
-    resumed run can check it is continuing the same one.
+    ``history`` is every epoch's metrics so far, so the curves survive a resume. ``run`` holds
+    plain values that describe the run beyond its configs (its data, say), so a resumed run
+    can check it is continuing the same one.
     """
     state: dict[str, Any] = {
         "run": dict(run or {}),
         "model_config": dataclasses.asdict(model.config),
         "model": model.state_dict(),
         "epoch": epoch,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng": rng_state(),
         "metrics": dict(metrics or {}),
+        "history": list(history or []),
     }
     if optimizers is not None:
         state["optimizers"] = optimizers.state_dict()
@@ -69,31 +85,44 @@ def resume(state: dict[str, Any], model: PixelGAN, optimizers: Optimizers) -> in
     """Restore weights, optimizers and the RNG from ``state``; return the epochs already done."""
     model.load_state_dict(state["model"])
     optimizers.load_state_dict(state["optimizers"])
-    torch.set_rng_state(state["torch_rng"].cpu())  # a CPU ByteTensor, wherever it was loaded
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([rng.cpu() for rng in state["cuda_rng"]])
+    set_rng_state(state["rng"])
     return int(state["epoch"])
 
 
-class SaveEveryEpoch(Callback):
-    """Write a resumable checkpoint to one path at the end of every epoch."""
+class EpochCheckpoints(Callback):
+    """After every epoch, a resumable checkpoint with the metrics of every epoch so far.
+
+    Subclasses decide where it goes: a file (``SaveEveryEpoch``) or Ray Train's storage.
+    """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
         model: PixelGAN,
         optimizers: Optimizers,
         train_config: TrainConfig,
         run: dict[str, Any] | None = None,
+        history: list[dict[str, float]] | None = None,
     ) -> None:
-        self.path = path
         self.model = model
         self.optimizers = optimizers
         self.train_config = train_config
         self.run = run
+        self.history = list(history or [])
+
+    def state(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+        self.history.append(dict(metrics, epoch=epoch))
+        return checkpoint_state(
+            self.model, self.optimizers, epoch=epoch, train_config=self.train_config,
+            metrics=metrics, history=self.history, run=self.run,
+        )
+
+
+class SaveEveryEpoch(EpochCheckpoints):
+    """Write the checkpoint to one path, replacing the last one atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = path
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        state = checkpoint_state(
-            self.model, self.optimizers, epoch=epoch, train_config=self.train_config, metrics=metrics, run=self.run
-        )
-        save_checkpoint(self.path, state)
+        save_checkpoint(self.path, self.state(epoch, metrics))

@@ -198,7 +198,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One run's optimisation: a learning rate per phase, as each phase has its own optimizer."""
+    """One run's optimisation: a learning rate per phase, as each phase has its own optimizer.
+
+    ``batch_size`` is the global batch, split evenly over data-parallel workers.
+    ``semi_supervised`` turns on the supervised phase on the labelled rows of the data;
+    without it no label is ever read in training.
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -207,6 +212,7 @@ class TrainConfig:
     lr_generator: float = 2e-4
     lr_supervised: float = 1e-3
     binarize: Binarize = "stochastic"
+    semi_supervised: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from pixelgan.data import Batch
@@ -19,9 +20,12 @@ from pixelgan.objective import Optimizers, train_step
 
 
 class Callback:
-    """Hooks around each epoch; ``epoch`` counts from 1."""
+    """Hooks around each epoch and batch; ``epoch`` counts from 1, ``batch`` from 0."""
 
     def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
         pass
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -44,17 +48,38 @@ def _to(batch: Batch, device: torch.device | str) -> Batch:
 
 
 def train_one_epoch(
-    model: PixelGAN, optimizers: Optimizers, batches: Iterable[Batch], device: torch.device | str
+    model: PixelGAN,
+    optimizers: Optimizers,
+    batches: Iterable[Batch],
+    device: torch.device | str,
+    epoch: int = 1,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, float]:
     """Run every phase on every batch; return each loss's mean over the epoch's batches."""
     model.train()
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
-    for batch in batches:
+    for index, batch in enumerate(batches):
         for name, value in train_step(model, optimizers, _to(batch, device)).items():
             sums[name] = sums.get(name, 0.0) + value
             counts[name] = counts.get(name, 0) + 1
-    return {name: float(total) / counts[name] for name, total in sums.items()}
+        for callback in callbacks:
+            callback.on_batch_end(epoch, index)
+    return _mean_over_workers({name: float(total) / counts[name] for name, total in sums.items()})
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
+    """Average each metric over the data-parallel workers (a no-op in one process)."""
+    if not _distributed() or not metrics:
+        return metrics
+    names = sorted(metrics)
+    values = torch.tensor([metrics[name] for name in names], dtype=torch.float64)
+    dist.all_reduce(values)
+    return dict(zip(names, (values / dist.get_world_size()).tolist()))
 
 
 @torch.no_grad()
@@ -66,16 +91,17 @@ def evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | s
     thing a PixelCNN decoder is known to learn to do without.
     """
     model.eval()
-    own, other, count = 0.0, 0.0, 0
+    totals = torch.zeros(3, dtype=torch.float64)  # own-code NLL, other-code NLL, images
     for batch in batches:
         images = batch.images.to(device)
         code = model.encoder(images).code
-        own += float(negative_log_likelihood(model.decoder(images, code), images).sum())
-        shuffled = code.roll(1, dims=0)
-        other += float(negative_log_likelihood(model.decoder(images, shuffled), images).sum())
-        count += len(images)
-    count = max(count, 1)
-    return {"nll": own / count, "nll_other_code": other / count}
+        own = negative_log_likelihood(model.decoder(images, code), images).sum()
+        other = negative_log_likelihood(model.decoder(images, code.roll(1, dims=0)), images).sum()
+        totals += torch.tensor([float(own), float(other), len(images)], dtype=torch.float64)
+    if _distributed():  # each worker saw its own shard
+        dist.all_reduce(totals)
+    count = max(float(totals[2]), 1.0)
+    return {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count}
 
 
 def fit(
@@ -98,7 +124,7 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
-        metrics = train_one_epoch(model, optimizers, train_batches, device)
+        metrics = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks)
         if val_batches is not None:
             metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device).items()}
         metrics["epoch_time_s"] = time.perf_counter() - started

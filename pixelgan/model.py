@@ -7,6 +7,9 @@ in ``sampling``.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 from torch import nn
 
 from pixelgan.config import ModelConfig
@@ -24,3 +27,13 @@ class PixelGAN(nn.Module):
         self.encoder = Encoder(config.image, config.encoder, config.prior)
         self.decoder = PixelCNNDecoder(config.image, config.decoder, config.prior.code_dim)
         self.discriminator = CodeDiscriminator(self.prior, config.discriminator)
+
+    def with_parts(self, wrap: Callable[[nn.Module], nn.Module]) -> PixelGAN:
+        """A view whose encoder, decoder and discriminator are ``wrap(part)``.
+
+        It shares this model's parameters, so training the view (each part in its own
+        DistributedDataParallel, say) trains this model, whose state dict stays unprefixed.
+        """
+        view = copy.copy(self)
+        view._modules = {name: wrap(part) for name, part in self._modules.items()}
+        return view

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Adam, Optimizer
@@ -79,7 +80,8 @@ def discriminator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor) ->
     with torch.no_grad():
         fake = model.encoder(images).code
     real = model.prior.sample(len(images), device=images.device)
-    loss = _bce(model.discriminator(real), 1.0) + _bce(model.discriminator(fake), 0.0)
+    logits = model.discriminator(torch.cat([real, fake]))  # one pass, as DDP wants one per backward
+    loss = _bce(logits[: len(real)], 1.0) + _bce(logits[len(real) :], 0.0)
     return {"d_loss": _step(optimizer, loss)}
 
 
@@ -98,14 +100,26 @@ def adversarial_phase(model: PixelGAN, optimizers: Optimizers, images: Tensor) -
 def supervised_phase(
     model: PixelGAN, optimizer: Optimizer, images: Tensor, labels: Tensor, labelled: Tensor
 ) -> dict[str, Tensor]:
-    """Cross-entropy of the categorical head on the labelled rows; nothing if there are none."""
-    if not bool(labelled.any()):
+    """Cross-entropy of the categorical head on the labelled rows; nothing if there are none.
+
+    The whole batch goes through the encoder and the unlabelled rows are masked out of the
+    loss (their gradient is exactly zero): under data parallelism every worker then runs the
+    same passes, and all of them skip a step only when no worker has a labelled row.
+    """
+    count = labelled.sum()
+    if dist.is_available() and dist.is_initialized():
+        count = count.clone()
+        dist.all_reduce(count)
+    if int(count) == 0:
         return {}
-    logits = model.encoder(images[labelled]).logits  # [L, categories]
+    logits = model.encoder(images).logits  # [B, categories]
     assert logits is not None, "supervised_phase needs a prior with categories"
-    targets = labels[labelled]
-    accuracy = (logits.detach().argmax(dim=1) == targets).float().mean()
-    return {"sup_loss": _step(optimizer, F.cross_entropy(logits, targets)), "sup_acc": accuracy}
+    mask = labelled.to(logits.dtype)
+    per_row = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")  # [B]
+    loss = (per_row * mask).sum() / mask.sum().clamp(min=1)
+    correct = (logits.detach().argmax(dim=1) == labels).to(logits.dtype)
+    accuracy = (correct * mask).sum() / mask.sum().clamp(min=1)
+    return {"sup_loss": _step(optimizer, loss), "sup_acc": accuracy}
 
 
 def train_step(model: PixelGAN, optimizers: Optimizers, batch: Batch) -> dict[str, Tensor]:

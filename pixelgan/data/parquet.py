@@ -46,6 +46,21 @@ def write_split(path: str | os.PathLike[str], split: Split, metadata: dict[str, 
         pq.write_table(split_table(split, metadata), tmp, compression="zstd")
 
 
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A prepared split's metadata, from its footer alone (no image is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file; the prepare stage writes it (dvc repro prepare)")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise DataFormatError(f"{path}: not a readable Parquet file ({error})") from error
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise DataFormatError(f"{path}: not a prepared split: no {METADATA_KEY.decode()!r} schema metadata")
+    return json.loads(raw)
+
+
 def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
     """Read one split back, checking the file is one of ours; errors name the file."""
     path = Path(path)
@@ -67,10 +82,10 @@ def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
     if column.type != pa.binary(width):
         raise DataFormatError(f"{path}: image column is {column.type}, not {width}-byte images of shape {shape}")
     images = np.frombuffer(column.buffers()[1], np.uint8, count=len(column) * width, offset=column.offset * width)
-    split = Split(
-        images.reshape(len(column), *shape),
-        table.column("label").to_numpy(),
-        table.column("index").to_numpy(),
+    split = Split(  # copies: Arrow's buffers are read-only
+        images.reshape(len(column), *shape).copy(),
+        table.column("label").to_numpy().copy(),
+        table.column("index").to_numpy().copy(),
         table.column("labelled").to_numpy(zero_copy_only=False),
     )
     return split, metadata
