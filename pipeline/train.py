@@ -197,19 +197,17 @@ def final_state(result: Any) -> dict[str, Any]:
 
 
 def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float) -> dict[str, float]:
-    """The stage's outputs: models/train.pt, metrics/train.json and DVCLive's per-epoch curves."""
-    from dvclive import Live
+    """The stage's outputs: models/train.pt, metrics/train.json and the per-epoch curves
+    (metrics/train_curves.json, a list of rows that `dvc plots show` draws).
 
+    Every path is absolute: under `ray job submit` the driver's working directory can be
+    gone by now, as Ray removes the job's unpacked working_dir once the trainer's actors end.
+    """
     with atomic_path(Path(spec.paths.models) / "train.pt") as tmp:
         torch.save(state, tmp)
     metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time)
     write_json(Path(spec.paths.metrics) / "train.json", metrics)
-    with Live(str(Path(spec.paths.metrics) / "train_curves"), dvcyaml=None, save_dvc_exp=False) as live:
-        for epoch in state["history"]:
-            for name, value in epoch.items():
-                if name != "epoch":
-                    live.log_metric(name, value, plot=True)
-            live.next_step()
+    write_json(Path(spec.paths.metrics) / "train_curves.json", state["history"])
     return metrics
 
 

@@ -1,0 +1,80 @@
+"""One real local Ray cluster of two nodes, shared by every Ray test of the session."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline._config import REPO
+
+
+# Set before anything in this process imports Ray (its constants are read at import):
+# - a private token for this session's cluster, so that no ~/.ray/auth_token left by another
+#   cluster decides whether the nodes and drivers can talk;
+# - drivers in this process resolve 127.0.0.1 to itself rather than to the machine's outward
+#   address (Ray does that for multi-node set-ups; this variable switches it off for drivers,
+#   and `ray start` gets it switched back on), so every connection stays on loopback.
+SESSION_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+DRIVERS_ON_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(SESSION_ENV | DRIVERS_ON_LOOPBACK)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str  # the GCS, for ray.init and `ray start --address`
+    dashboard: str  # the job server, for `ray job submit --address`
+
+
+def ray_env() -> dict[str, str]:
+    """For `ray` commands: this venv first on PATH, so the cluster's jobs and workers run the
+    project's Python, and multi-node clusters allowed."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return dict(os.environ, PATH=path, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+
+
+def _ray(*args: str) -> None:
+    ray = Path(sys.executable).parent / "ray"
+    done = subprocess.run([str(ray), *args], capture_output=True, text=True, env=ray_env())
+    assert done.returncode == 0, f"ray {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Cluster]:
+    """`ray start --head` plus a second `ray start --address`, each with 2 CPUs, on 127.0.0.1."""
+    port, dashboard_port = _free_port(), _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="pg-ray-")  # short: Ray's socket paths have a length limit
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    previous = os.environ.get("RAY_ADDRESS")
+    try:
+        _ray("start", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
+             "--dashboard-port", str(dashboard_port), "--temp-dir", temp_dir, *common)
+        _ray("start", "--address", address, *common)
+        os.environ["RAY_ADDRESS"] = address  # the driver under test connects, as on a cluster
+        yield Cluster(address, f"http://127.0.0.1:{dashboard_port}")
+    finally:
+        import ray
+
+        ray.shutdown()
+        _ray("stop", "--force")
+        if previous is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = previous
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,155 @@
+"""The train stage: bad configs, a 2-worker run, a killed worker, and `ray job submit`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline._config import REPO, load_params, train_spec
+from pipeline.train import FINISHED, final_state, fit_on_ray, main
+from pixelgan.checkpoint import model_from_checkpoint
+from pixelgan.config import DatasetConfig
+from pixelgan.data.prepare import prepare_dataset
+from pixelgan.engine import Callback
+from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
+
+TINY = [
+    "dataset=digits",
+    "prior=categorical_gaussian",
+    "prior.dim=10",
+    "prior.style_dim=2",
+    "model.encoder.channels=[8,16]",
+    "model.encoder.hidden=32",
+    "model.encoder.noise_dim=4",
+    "model.decoder.channels=8",
+    "model.decoder.n_layers=2",
+    "model.decoder.head_channels=8",
+    "model.decoder.map_channels=4",
+    "model.discriminator.hidden=[16,16]",
+    "train.epochs=2",
+    "train.batch_size=64",
+    "train.num_workers=2",
+    "train.semi_supervised=true",
+]
+METRICS = {"nll", "d_loss", "g_loss", "sup_loss", "sup_acc", "val_nll", "val_nll_other_code", "epoch_time_s"}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), data / "digits", data / "raw")
+    return data
+
+
+def overrides(root: Path, data: Path) -> list[str]:
+    return TINY + [f"paths.data={data}", f"paths.models={root}/models", f"paths.metrics={root}/metrics", f"paths.runs={root}/runs"]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.num_workers=0", "train.num_workers=0 must be >= 1"),
+        ("prior.kind=laplace", "prior.kind='laplace' is not one of"),
+        ("paths.data=/nonexistent", "/nonexistent/digits/train.parquet: no such file"),
+        ("train.batch_size=63", "train.batch_size=63 must split evenly over train.num_workers=2"),
+        ("prior.dim=30", "train.semi_supervised needs a prior with one category per class"),
+    ],
+)
+def test_bad_values_fail_before_any_worker_starts(
+    override: str, message: str, digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    assert main(overrides(tmp_path, digits) + [override]) == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(ray_cluster: Cluster, digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    assert main(overrides(root, digits)) == 0
+    return root
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_two_worker_run_reports_every_metric_and_a_loadable_model(finished_run: Path) -> None:
+    metrics = json.loads((finished_run / "metrics/train.json").read_text())
+    assert METRICS <= set(metrics) and metrics["epochs"] == 2
+    state = torch.load(finished_run / "models/train.pt", weights_only=True)
+    model = model_from_checkpoint(state)
+    assert model.config.image.height == 8 and model.config.prior.kind == "categorical_gaussian"
+    assert [epoch["epoch"] for epoch in state["history"]] == [1, 2]
+    assert all(METRICS <= set(epoch) for epoch in state["history"])
+    curves = json.loads((finished_run / "metrics/train_curves.json").read_text())
+    assert [row["epoch"] for row in curves] == [1, 2] and all(METRICS <= set(row) for row in curves)
+    (run,) = (finished_run / "runs").iterdir()
+    assert (run / FINISHED).exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_running_a_finished_stage_again_starts_afresh(finished_run: Path, digits: Path) -> None:
+    (run,) = (finished_run / "runs").iterdir()
+    first = (run / FINISHED).stat().st_mtime_ns
+    assert main(overrides(finished_run, digits)) == 0
+    assert (run / "epoch-0001").stat().st_mtime_ns > first, "epoch 1 was trained again, not resumed"
+
+
+class KillOnce(Callback):
+    """SIGKILL this worker in the middle of ``epoch``, the first time only (a marker file
+    remembers), as a node failure would."""
+
+    def __init__(self, marker: Path, epoch: int, batch: int, rank: int) -> None:
+        self.marker, self.epoch, self.batch, self.rank = marker, epoch, batch, rank
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        import ray.train
+
+        if (epoch, batch) == (self.epoch, self.batch) and ray.train.get_context().get_world_rank() == self.rank:
+            if not self.marker.exists():
+                self.marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path, digits: Path, tmp_path: Path) -> None:
+    """Same spec as the finished run; worker 1 is killed half-way through epoch 2. Ray Train
+    restarts the workers from the epoch-1 checkpoint (model, optimizers, every rank's RNG),
+    so the final weights must equal the unbroken run's exactly."""
+    spec = train_spec(load_params(overrides(tmp_path, digits)))
+    marker = tmp_path / "killed"
+    result = fit_on_ray(spec, name="killed", worker_callbacks=[KillOnce(marker, epoch=2, batch=5, rank=1)])
+    assert marker.exists(), "the worker was killed"
+    resumed = final_state(result)
+    unbroken = torch.load(finished_run / "models/train.pt", weights_only=True)
+    assert resumed["epoch"] == 2
+    assert all(torch.equal(resumed["model"][k], v) for k, v in unbroken["model"].items())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+    ray = Path(sys.executable).parent / "ray"
+    entrypoint = ["python", "-m", "pipeline.train", *overrides(tmp_path, digits)]
+    done = subprocess.run(
+        [
+            str(ray), "job", "submit", "--address", ray_cluster.dashboard, "--working-dir", str(REPO),
+            "--runtime-env-json", json.dumps({"env_vars": DRIVERS_ON_LOOPBACK}), "--", *entrypoint,
+        ],
+        capture_output=True, text=True, env=ray_env(), timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout
+    metrics = json.loads((tmp_path / "metrics/train.json").read_text())
+    assert METRICS <= set(metrics) and metrics["epochs"] == 2
+    model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
