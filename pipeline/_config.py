@@ -10,6 +10,7 @@ test fails when the two disagree. YAML stops here: the stages get `pixelgan` dat
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,7 @@ class Paths:
     data: str = "data"
     models: str = "models"
     metrics: str = "metrics"
+    results: str = "results"
     runs: str = "runs"
 
     def resolved(self) -> Paths:
@@ -145,6 +147,20 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
             f"{prior.kind} with prior.dim={prior.dim}, but {dataset.name} has {dataset.classes} classes"
         )
     return TrainSpec(dataset, model, train, scaling, paths)
+
+
+def with_overrides(params: dict[str, Any], overrides: dict[str, Any], source: str = "override") -> dict[str, Any]:
+    """A copy of ``params`` with dotted keys (``prior.dim``) replaced; unknown keys are refused."""
+    params = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"{source}: {dotted} is not a parameter (see params.yaml)")
+        node[leaf] = value
+    return params
 
 
 if __name__ == "__main__":

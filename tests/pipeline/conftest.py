@@ -20,13 +20,14 @@ from pipeline._config import REPO
 
 # Set before anything in this process imports Ray (its constants are read at import):
 # - a private token for this session's cluster, so that no ~/.ray/auth_token left by another
-#   cluster decides whether the nodes and drivers can talk;
+#   cluster decides whether the nodes and drivers can talk
 # - drivers in this process resolve 127.0.0.1 to itself rather than to the machine's outward
 #   address (Ray does that for multi-node set-ups; this variable switches it off for drivers,
 #   and `ray start` gets it switched back on), so every connection stays on loopback.
-SESSION_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+#   (a subprocess of this session, importing this module, keeps the token it inherits);
 DRIVERS_ON_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-os.environ.update(SESSION_ENV | DRIVERS_ON_LOOPBACK)
+os.environ.update({"RAY_AUTH_MODE": "token"} | DRIVERS_ON_LOOPBACK)
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def _free_port() -> int:

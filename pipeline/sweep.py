@@ -1,0 +1,260 @@
+"""DVC stage `sweep`: Ray Tune over prior types and latent sizes, each trial a train job.
+
+    python -m pipeline.sweep                                   # params.yaml (conf/sweep/)
+    python -m pipeline.sweep sweep.gaussian=[2,5,10] sweep.scheduler=asha
+    tensorboard --logdir runs/sweep                            # every trial's curves
+
+The Tuner runs a driver function per trial that builds and fits the train stage's
+TorchTrainer (``pipeline.train.fit_on_ray``) with Ray Tune's ``TuneReportCallback``, the
+composition Ray's docs give for Train V2 (a Trainer handed straight to a Tuner is
+deprecated). A trial's driver asks for 1% of a CPU, so the Train workers get the cores, and
+as many trials run at once as the cluster has room for with their workers: no trial can
+hold a core its workers need, so a 2-core machine never deadlocks.
+
+Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its parameters, its
+final metrics, checkpoint path and wall time), results/best.json (the best trial of each
+prior by ``sweep.metric``) and results/sweep.png (validation NLL against latent size). A
+sweep killed half-way, run again, keeps its finished trials and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline._config import Paths, TrainSpec, load_params, train_spec, with_overrides
+from pipeline.train import FINISHED, fit_on_ray
+from pixelgan.checkpoint import load_checkpoint
+from pixelgan.config import ConfigError, PriorConfig, from_dict
+from pixelgan.data.formats import DataFormatError
+from pixelgan.io import atomic_path, write_json
+
+
+DRIVER_CPU = 0.01  # what a trial's driver asks for: next to nothing (Tune refuses nothing)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The search space and how to search it (conf/sweep/).
+
+    One list of latent sizes per prior kind (an empty list leaves the kind out), and
+    ``extra``: any other parameter as ``"dotted.name=v1,v2"``, crossed with the rest.
+    """
+
+    name: str = "sweep"
+    gaussian: tuple[int, ...] = (2, 8)
+    categorical: tuple[int, ...] = (10, 30)
+    categorical_gaussian: tuple[int, ...] = ()
+    extra: tuple[str, ...] = ()
+    scheduler: str = "grid"
+    grace_period: int = 1
+    reduction_factor: int = 2
+    metric: str = "val_nll"
+    mode: str = "min"
+    epochs: int = 1
+    num_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.sizes():
+            raise ConfigError("sweep: the search space is empty: give sweep.gaussian or sweep.categorical a size")
+        for kind, size in self.sizes():
+            try:  # an invalid pairing fails here, naming the prior
+                PriorConfig(kind=kind, dim=size)
+            except ConfigError as error:
+                raise ConfigError(f"sweep.{kind}: {error}") from error
+        self.extra_values()
+        if self.scheduler not in ("grid", "asha"):
+            raise ConfigError(f"sweep.scheduler={self.scheduler!r} is not one of grid, asha")
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"sweep.mode={self.mode!r} is not one of min, max")
+        if self.epochs < 1 or self.num_workers < 1:
+            raise ConfigError("sweep.epochs and sweep.num_workers must be >= 1")
+
+    def sizes(self) -> list[tuple[str, int]]:
+        return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
+
+    def extra_values(self) -> dict[str, list[Any]]:
+        values = {}
+        for item in self.extra:
+            key, sep, listed = item.partition("=")
+            if not sep or not key or not listed:
+                raise ConfigError(f"sweep.extra: {item!r} is not of the form dotted.name=value1,value2")
+            values[key] = [yaml.safe_load(value) for value in listed.split(",")]
+        return values
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every trial's overrides: prior x size, crossed with every extra value."""
+        extra = self.extra_values()
+        crossed = [dict(zip(extra, values)) for values in itertools.product(*extra.values())]
+        return [{"prior.kind": kind, "prior.dim": size} | more for kind, size in self.sizes() for more in crossed]
+
+
+def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
+    """Check every trial's full spec on the driver, before any trial starts."""
+    base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers}
+    return [train_spec(with_overrides(params, base | point, "sweep")) for point in sweep.points()]
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """One trial: the train stage's driver, reporting each epoch to Tune."""
+    import ray.tune
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+
+    spec = TrainSpec.from_dict(config["trial"]["spec"])
+    name = f"{ray.tune.get_context().get_trial_name()}-train"
+    last = Path(spec.paths.runs) / name / f"epoch-{spec.train.epochs:04d}"
+    if (last / "checkpoint.pt").is_file():
+        # Trained to the end before the sweep was killed: Ray Train has nothing left to run
+        # or report, so the trial reports the final checkpoint's metrics itself.
+        state = load_checkpoint(last / "checkpoint.pt")
+        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: str(last)}))
+        return
+    fit_on_ray(spec, name=name, callbacks=[TuneReportCallback()])
+
+
+def _trial_dirname(trial: Any) -> str:
+    point = trial.config.get("trial", {}).get("point")
+    if point is None:  # not resolved yet
+        return trial.trial_id
+    return "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items()) + f"-{trial.trial_id}"
+
+
+def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callbacks: list[Any]) -> Any:
+    """A new Tuner, or the interrupted one at ``storage/sweep.name`` restored."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    trainable = tune.with_resources(run_trial, {"CPU": DRIVER_CPU})
+    trials = [{"spec": spec.to_dict(), "point": point} for spec, point in zip(specs, sweep.points())]
+    param_space = {"trial": tune.grid_search(trials)}
+    experiment = storage / sweep.name
+    if tune.Tuner.can_restore(str(experiment)):
+        return tune.Tuner.restore(
+            str(experiment), trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
+    per_trial = DRIVER_CPU + sweep.num_workers * specs[0].scaling.cpus_per_worker
+    room = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+    scheduler = None
+    if sweep.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=sweep.epochs,
+            grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=sweep.metric, mode=sweep.mode, scheduler=scheduler,
+            max_concurrent_trials=room, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(name=sweep.name, storage_path=str(storage), callbacks=callbacks),
+    )
+
+
+def results_table(grid: Any, sweep: SweepConfig) -> list[dict[str, Any]]:
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        point = result.config["trial"]["point"]
+        row = {
+            "trial": Path(result.path).name,
+            "prior": point["prior.kind"],
+            "dim": point["prior.dim"],
+            **{key: value for key, value in point.items() if not key.startswith("prior.")},
+            "epochs": metrics.get("epoch"),
+            "wall_time_s": metrics.get("time_total_s"),
+            "checkpoint": metrics.get(CHECKPOINT_PATH_KEY),
+            "error": str(result.error) if result.error else None,
+        }
+        for name in ("nll", "val_nll", "val_nll_other_code", "d_loss", "g_loss", "sup_loss", "sup_acc"):
+            row[name] = metrics.get(name)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["prior"], r["dim"], r["trial"]))
+
+
+def best_per_prior(rows: list[dict[str, Any]], sweep: SweepConfig) -> dict[str, dict[str, Any]]:
+    best: dict[str, dict[str, Any]] = {}
+    sign = 1 if sweep.mode == "min" else -1
+    for row in rows:
+        if row[sweep.metric] is None:
+            continue
+        current = best.get(row["prior"])
+        if current is None or sign * row[sweep.metric] < sign * current[sweep.metric]:
+            best[row["prior"]] = row
+    return best
+
+
+def write_outputs(rows: list[dict[str, Any]], best: dict[str, Any], sweep: SweepConfig, results: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows)
+    with atomic_path(results / "sweep.parquet") as tmp:
+        pq.write_table(table, tmp)
+    with atomic_path(results / "sweep.csv") as tmp:
+        pyarrow.csv.write_csv(table, tmp)
+    write_json(results / "best.json", best)
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    for prior in sorted({row["prior"] for row in rows}):
+        points = sorted((r["dim"], r[sweep.metric]) for r in rows if r["prior"] == prior and r[sweep.metric] is not None)
+        if points:
+            axes.plot(*zip(*points), marker="o", label=prior)
+    axes.set_xlabel("latent size (Gaussian dims or categories)")
+    axes.set_ylabel(f"{sweep.metric} (nats per image)")
+    axes.set_title(f"Sweep: {sweep.metric} after {sweep.epochs} epoch(s)")
+    axes.legend()
+    figure.tight_layout()
+    with atomic_path(results / "sweep.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[str, Any]]:
+    sweep = from_dict(SweepConfig, params.get("sweep"), "sweep.")
+    specs = trial_specs(params, sweep)
+    paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
+    storage = Path(paths.runs)
+    experiment = storage / sweep.name
+    if (experiment / FINISHED).exists():
+        shutil.rmtree(experiment)  # a finished sweep is never resumed: this is a new one
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    grid = build_tuner(sweep, specs, storage, list(callbacks)).fit()
+    rows = results_table(grid, sweep)
+    write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))
+    (experiment / FINISHED).touch()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    try:
+        rows = run_sweep(load_params(sys.argv[1:] if argv is None else argv))
+    except (ConfigError, DataFormatError) as error:
+        print(f"sweep: error: {error}", file=sys.stderr)
+        return 2
+    print(f"sweep: {len(rows)} trials in {time.perf_counter() - started:.0f}s")
+    for row in rows:
+        print(f"  {row['prior']:>12} {row['dim']:>3}  val_nll={row['val_nll']}  wall={row['wall_time_s']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

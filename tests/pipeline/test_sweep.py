@@ -1,0 +1,127 @@
+"""The sweep stage: the search space's checks, and a 2 x 2 sweep killed half-way and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline._config import load_params
+from pipeline.sweep import SweepConfig, run_sweep, trial_specs
+from pixelgan.config import ConfigError, from_dict
+from tests.pipeline.conftest import Cluster
+from tests.pipeline.test_train import TINY, digits, overrides  # noqa: F401 (digits is a fixture)
+
+SWEEP = [
+    "train.semi_supervised=false",
+    "prior.style_dim=5",
+    "sweep.gaussian=[2,3]",
+    "sweep.categorical=[4,6]",
+    "sweep.epochs=1",
+    "sweep.num_workers=1",
+]
+
+
+def sweep_params(root: Path, data: Path, *more: str) -> dict[str, Any]:
+    return load_params(overrides(root, data) + [f"paths.results={root}/results", *SWEEP, *more])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("sweep.gaussian=[]", "sweep: the search space is empty"),
+        ("sweep.categorical=[1]", "sweep.categorical: prior.dim (number of categories)=1 must be >= 2"),
+        ("sweep.gaussian=[0]", "sweep.gaussian: prior.dim=0 must be >= 1"),
+        ("sweep.extra=['train.momentum=0.9']", "sweep: train.momentum is not a parameter"),
+        ("sweep.extra=[lr]", "sweep.extra: 'lr' is not of the form"),
+        ("sweep.scheduler=random", "sweep.scheduler='random' is not one of grid, asha"),
+    ],
+)
+def test_a_bad_search_space_fails_before_any_trial(override: str, message: str, digits: Path, tmp_path: Path) -> None:
+    import ray
+
+    params = sweep_params(tmp_path, digits, override, *(["sweep.categorical=[]"] if "empty" in message else []))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        run_sweep(params)
+    assert not ray.is_initialized()
+
+
+def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: Path) -> None:
+    params = sweep_params(tmp_path, digits, "sweep.extra=['train.lr_reconstruction=0.001,0.0003']")
+    sweep = from_dict(SweepConfig, params["sweep"])
+    specs = trial_specs(params, sweep)
+    assert len(specs) == 8
+    assert {(s.model.prior.kind, s.model.prior.dim, s.train.lr_reconstruction) for s in specs} == {
+        (kind, dim, lr) for kind, dims in (("gaussian", (2, 3)), ("categorical", (4, 6))) for dim in dims for lr in (0.001, 0.0003)
+    }
+    assert all(s.train.epochs == 1 and s.scaling.num_workers == 1 for s in specs)
+
+
+class KillAfterFirstTrial:
+    """A Tune callback that SIGKILLs the sweep's driver once the sweep's saved state records a
+    finished trial; the marker file it leaves disarms it (a restored Tuner brings it back)."""
+
+    def __new__(cls, marker: Path, experiment: Path) -> Any:
+        from ray.tune import Callback
+
+        def saved_finished_trial() -> str | None:
+            for state in sorted(experiment.glob("experiment_state-*.json")):
+                try:
+                    saved = json.loads(state.read_text())
+                except json.JSONDecodeError:  # being written right now
+                    continue
+                for trial, _ in saved["trial_data"]:
+                    trial = json.loads(trial)
+                    if trial["status"] == "TERMINATED":
+                        return trial["trial_id"]
+            return None
+
+        class Kill(Callback):
+            def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+                finished = None if marker.exists() else saved_finished_trial()
+                if finished:
+                    marker.write_text(finished)
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        return Kill()
+
+
+def killed_sweep(root: str, data: str) -> None:
+    kill = KillAfterFirstTrial(Path(root) / "killed-after", Path(root) / "runs/sweep")
+    run_sweep(sweep_params(Path(root), Path(data)), callbacks=[kill])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_sweep_killed_half_way_resumes_keeping_its_finished_trial(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "killed-after"
+    code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r})"
+    env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0")  # save the sweep's state every step
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    finished_id = marker.read_text()
+    (finished_dir,) = (tmp_path / "runs/sweep").glob(f"*-{finished_id}")
+    finished_results = (finished_dir / "result.json").read_text()
+
+    rows = run_sweep(sweep_params(tmp_path, digits))
+
+    assert (finished_dir / "result.json").read_text() == finished_results, "the finished trial was not run again"
+    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 6), ("gaussian", 2), ("gaussian", 3)]
+    assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
+    table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()
+    assert [(r["prior"], r["dim"]) for r in table] == [(r["prior"], r["dim"]) for r in rows]
+    assert (tmp_path / "results/sweep.csv").read_text().count("\n") == 5
+    best = json.loads((tmp_path / "results/best.json").read_text())
+    assert set(best) == {"gaussian", "categorical"}
+    assert best["gaussian"]["val_nll"] == min(r["val_nll"] for r in rows if r["prior"] == "gaussian")
+    assert (tmp_path / "results/sweep.png").stat().st_size > 0
+    for row in rows:
+        trial = tmp_path / "runs/sweep" / row["trial"]
+        assert list(trial.glob("events.out.tfevents*")), f"no TensorBoard events in {trial.name}"
