@@ -159,7 +159,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
     )
 
 
-def results_table(grid: Any, sweep: SweepConfig) -> list[dict[str, Any]]:
+def results_table(grid: Any) -> list[dict[str, Any]]:
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
     rows = []
@@ -237,7 +237,7 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
     if not ray.is_initialized():
         ray.init()
     grid = build_tuner(sweep, specs, storage, list(callbacks)).fit()
-    rows = results_table(grid, sweep)
+    rows = results_table(grid)
     write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))
     (experiment / FINISHED).touch()
     return rows

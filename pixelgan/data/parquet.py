@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ from pixelgan.io import atomic_path
 
 METADATA_KEY = b"pixelgan"
 COLUMNS = ("image", "label", "index", "labelled")
+T = TypeVar("T")
 
 
 def split_table(split: Split, metadata: dict[str, Any]) -> pa.Table:
@@ -46,36 +48,37 @@ def write_split(path: str | os.PathLike[str], split: Split, metadata: dict[str, 
         pq.write_table(split_table(split, metadata), tmp, compression="zstd")
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A prepared split's metadata, from its footer alone (no image is read)."""
-    path = Path(path)
+def _open(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, with a missing or unreadable file reported by name."""
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file; the prepare stage writes it (dvc repro prepare)")
     try:
-        schema = pq.read_schema(path)
+        return read(path)
     except (pa.ArrowException, OSError) as error:
         raise DataFormatError(f"{path}: not a readable Parquet file ({error})") from error
+
+
+def _prepared_metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
+    """The metadata of one of our splits, refusing a file that is not one."""
+    missing = [c for c in COLUMNS if c not in schema.names]
     raw = (schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise DataFormatError(f"{path}: not a prepared split: no {METADATA_KEY.decode()!r} schema metadata")
+    if missing or raw is None:
+        what = f"columns {missing}" if missing else f"the {METADATA_KEY.decode()!r} schema metadata"
+        raise DataFormatError(f"{path}: not a prepared split: no {what}")
     return json.loads(raw)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A prepared split's metadata, from its footer alone (no image is read)."""
+    path = Path(path)
+    return _prepared_metadata(path, _open(path, pq.read_schema))
 
 
 def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
     """Read one split back, checking the file is one of ours; errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file; the prepare stage writes it (dvc repro prepare)")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-        raise DataFormatError(f"{path}: not a readable Parquet file ({error})") from error
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    raw_metadata = (table.schema.metadata or {}).get(METADATA_KEY)
-    if missing or raw_metadata is None:
-        what = f"columns {missing}" if missing else f"the {METADATA_KEY.decode()!r} schema metadata"
-        raise DataFormatError(f"{path}: not a prepared split: no {what}")
-    metadata = json.loads(raw_metadata)
+    table = _open(path, pq.read_table)
+    metadata = _prepared_metadata(path, table.schema)
     shape = tuple(metadata["image_shape"])
     column = table.column("image").combine_chunks()
     width = int(np.prod(shape))
