@@ -52,7 +52,7 @@ class PixelCNNDecoder(nn.Module):
         x is in data form ({0, 1} floats or 0..255 integers, [B, C, H, W]). Returns
         [B, C, H, W] Bernoulli logits, or [B, 256, C, H, W] for the 8-bit softmax.
         """
-        x = to_signed_unit(x)
+        x = to_signed_unit(x).to(self.input.vertical.weight.dtype)
         condition = self.condition(z)
         v, h = self.input(x)
         for layer in self.layers:

@@ -7,7 +7,7 @@ import torch
 
 from pixelgan.config import ImageConfig, PriorConfig
 from pixelgan.model import PixelGAN
-from pixelgan.sampling import sample, sample_from_prior
+from pixelgan.sampling import sample, sample_from_prior, sample_naive
 from tests.helpers import tiny_model_config
 
 
@@ -40,3 +40,30 @@ def test_samples_follow_the_decoder_distribution() -> None:
     torch.nn.init.constant_(model.decoder.head.out.bias, 2.0)
     images = sample(model.decoder, torch.zeros(200, 3), torch.Generator().manual_seed(0))
     assert abs(float(images.mean()) - float(torch.sigmoid(torch.tensor(2.0)))) < 0.01
+
+
+@pytest.mark.parametrize("conditioning", ["location_independent", "location_dependent"])
+@pytest.mark.parametrize(
+    ("prior", "image", "likelihood", "kernel_size"),
+    [
+        (PriorConfig("gaussian", 3), ImageConfig(1, 7, 6), "bernoulli", 5),
+        (PriorConfig("categorical", 4), ImageConfig(1, 7, 6), "bernoulli", 3),
+        (PriorConfig("categorical_gaussian", 3, style_dim=2), ImageConfig(3, 5, 5), "categorical", 3),
+    ],
+    ids=["gaussian", "categorical", "rgb-256"],
+)
+def test_cached_sampler_draws_the_naive_samplers_images(
+    prior: PriorConfig, image: ImageConfig, likelihood: str, kernel_size: int, conditioning: str
+) -> None:
+    # float64, so that no draw sits within rounding of its threshold and both see equal odds.
+    config = tiny_model_config(image=image, prior=prior, conditioning=conditioning, likelihood=likelihood,
+                               n_layers=2, kernel_size=kernel_size)
+    torch.manual_seed(1)
+    model = PixelGAN(config).double()
+    for p in model.decoder.parameters():  # a random decoder with strong weights uses its inputs
+        p.data.normal_(0, 0.5)
+    z = model.prior.sample(6, torch.Generator().manual_seed(0)).double()
+    naive = sample_naive(model.decoder, z, torch.Generator().manual_seed(5))
+    cached = sample(model.decoder, z, torch.Generator().manual_seed(5))
+    assert torch.equal(naive, cached)
+    assert len(naive.unique()) > 1
