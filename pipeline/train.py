@@ -88,20 +88,23 @@ class SetSamplerEpoch(Callback):
         self.sampler.set_epoch(epoch)
 
 
-def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset]:
+def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
+    """Training, validation, and (semi-supervised runs) the labelled rows of the training split."""
     train, _ = read_split(spec.paths.split(spec.dataset.name, "train"))
     validation, _ = read_split(spec.paths.split(spec.dataset.name, "validation"))
     likelihood = spec.model.decoder.likelihood
+
+    def dataset(images: Any, labels: Any, binarize: str) -> ImageDataset:
+        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize)
+
+    labelled = None
+    if spec.train.semi_supervised:
+        rows = train.labelled.nonzero()[0]
+        labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize)
     return (
-        ImageDataset(
-            torch.from_numpy(train.images), torch.from_numpy(train.labels),
-            torch.from_numpy(train.labelled) if spec.train.semi_supervised else None,
-            likelihood=likelihood, binarize=spec.train.binarize,
-        ),
-        ImageDataset(
-            torch.from_numpy(validation.images), torch.from_numpy(validation.labels),
-            likelihood=likelihood, binarize="threshold",
-        ),
+        dataset(train.images, train.labels, spec.train.binarize),
+        dataset(validation.images, validation.labels, "threshold"),
+        labelled,
     )
 
 
@@ -130,9 +133,13 @@ def train_worker(config: dict[str, Any]) -> None:
             if own_rng.is_file():  # absent when the number of workers changed
                 set_rng_state(torch.load(own_rng, weights_only=True))
 
-    train_set, validation_set = datasets(spec)
+    train_set, validation_set, labelled_set = datasets(spec)
+    batch_size = spec.train.batch_size // world
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=spec.train.seed, drop_last=True)
-    train_batches = DataLoader(train_set, batch_size=spec.train.batch_size // world, sampler=sampler, drop_last=True)
+    train_batches = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
+    labelled_batches = None
+    if labelled_set is not None:  # every worker draws its own labelled batches from all labelled rows
+        labelled_batches = DataLoader(labelled_set, batch_size=min(batch_size, len(labelled_set)), shuffle=True, drop_last=True)
     validation_shard = Subset(validation_set, range(rank, len(validation_set), world))
     validation_batches = DataLoader(validation_shard, batch_size=256)
 
@@ -150,7 +157,7 @@ def train_worker(config: dict[str, Any]) -> None:
     fit(
         model.with_parts(ddp), optimizers, train_batches,
         epochs=spec.train.epochs, start_epoch=start_epoch, val_batches=validation_batches,
-        callbacks=callbacks, device=device,
+        labelled_batches=labelled_batches, callbacks=callbacks, device=device,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 PriorKind = Literal["gaussian", "categorical", "categorical_gaussian"]
-Conditioning = Literal["location_independent", "location_dependent"]
+Conditioning = Literal["location_independent", "location_dependent", "none"]
 Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
@@ -95,10 +95,13 @@ class EncoderConfig:
     hidden: int = 256
     noise_dim: int = 16
     stochastic: bool = True
+    logit_scale: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.channels:
             raise ConfigError("encoder.channels must list at least one conv width")
+        if not self.logit_scale > 0:
+            raise ConfigError(f"encoder.logit_scale={self.logit_scale} must be > 0")
         for width in self.channels:
             _at_least("encoder.channels[*]", width, 1)
         _at_least("encoder.hidden", self.hidden, 1)
@@ -111,6 +114,11 @@ class DecoderConfig:
 
     Its receptive field grows with ``n_layers`` and ``kernel_size``: the Gaussian-prior
     experiments want it small, so that the code has to carry the global shape.
+
+    The paper's two baselines are settings of this decoder: ``conditioning: none`` is a plain
+    PixelCNN that never reads z, and ``autoregressive: false`` never reads x, so p(x|z)
+    factorises over pixels: the adversarial autoencoder's deterministic decoder, which needs
+    the location-dependent map to place anything.
     """
 
     channels: int = 32
@@ -120,6 +128,7 @@ class DecoderConfig:
     conditioning: Conditioning = "location_independent"
     map_channels: int = 16
     likelihood: Likelihood = "bernoulli"
+    autoregressive: bool = True
 
     def __post_init__(self) -> None:
         _at_least("decoder.channels", self.channels, 1)
@@ -130,6 +139,11 @@ class DecoderConfig:
             raise ConfigError(f"decoder.kernel_size={self.kernel_size} must be odd and >= 3")
         _choice("decoder.conditioning", self.conditioning, typing.get_args(Conditioning))
         _choice("decoder.likelihood", self.likelihood, typing.get_args(Likelihood))
+        if not self.autoregressive and self.conditioning != "location_dependent":
+            raise ConfigError(
+                f"decoder.autoregressive=false with decoder.conditioning={self.conditioning}: a "
+                "decoder that reads no pixel needs the location_dependent map to draw anything"
+            )
 
     @property
     def receptive_field(self) -> tuple[int, int]:

@@ -10,6 +10,7 @@ NOTE: the paper does not give the decoder's sizes; ours are in ``DecoderConfig``
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -23,14 +24,12 @@ class PixelCNNDecoder(nn.Module):
         super().__init__()
         self.image = image
         self.config = config
+        self.latent_map: LatentMap | None = None
         if config.conditioning == "location_dependent":
-            self.latent_map: LatentMap | None = LatentMap(
-                code_dim, config.map_channels, image.height, image.width
-            )
+            self.latent_map = LatentMap(code_dim, config.map_channels, image.height, image.width)
             condition_channels = config.map_channels
         else:
-            self.latent_map = None
-            condition_channels = code_dim
+            condition_channels = code_dim if config.conditioning == "location_independent" else 0
         self.input = CausalInput(image.channels, config.channels, config.kernel_size)
         self.layers = nn.ModuleList(
             GatedLayer(config.channels, config.kernel_size, condition_channels)
@@ -40,8 +39,10 @@ class PixelCNNDecoder(nn.Module):
             config.channels, image.channels, config.head_channels, config.n_values
         )
 
-    def condition(self, z: Tensor) -> Tensor:
-        """The code as each gated layer reads it: [B, D, 1, 1] or a [B, C, H, W] map."""
+    def condition(self, z: Tensor) -> Tensor | None:
+        """The code as each gated layer reads it: [B, D, 1, 1], a [B, C, H, W] map, or None."""
+        if self.config.conditioning == "none":
+            return None
         if self.latent_map is None:
             return z[:, :, None, None]
         return self.latent_map(z)
@@ -53,6 +54,8 @@ class PixelCNNDecoder(nn.Module):
         [B, C, H, W] Bernoulli logits, or [B, 256, C, H, W] for the 8-bit softmax.
         """
         x = to_signed_unit(x).to(self.input.vertical.weight.dtype)
+        if not self.config.autoregressive:
+            x = torch.zeros_like(x)  # p(x|z) then factorises over pixels
         condition = self.condition(z)
         v, h = self.input(x)
         for layer in self.layers:

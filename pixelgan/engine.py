@@ -7,7 +7,7 @@ sharding, metric reporting, checkpoint storage) comes in as the batches and the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -47,6 +47,11 @@ def _to(batch: Batch, device: torch.device | str) -> Batch:
     return Batch(*(t.to(device, non_blocking=True) for t in batch))
 
 
+def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
+    while True:
+        yield from batches
+
+
 def train_one_epoch(
     model: PixelGAN,
     optimizers: Optimizers,
@@ -54,13 +59,20 @@ def train_one_epoch(
     device: torch.device | str,
     epoch: int = 1,
     callbacks: Sequence[Callback] = (),
+    labelled_batches: Iterable[Batch] | None = None,
 ) -> dict[str, float]:
-    """Run every phase on every batch; return each loss's mean over the epoch's batches."""
+    """Run every phase on every batch; return each loss's mean over the epoch's batches.
+
+    ``labelled_batches`` (semi-supervised runs) is read in a loop beside ``batches``, one
+    labelled batch per step, restarting at every epoch so that a resumed run draws the same.
+    """
     model.train()
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
+    labelled = None if labelled_batches is None else _forever(labelled_batches)
     for index, batch in enumerate(batches):
-        for name, value in train_step(model, optimizers, _to(batch, device)).items():
+        extra = None if labelled is None else _to(next(labelled), device)
+        for name, value in train_step(model, optimizers, _to(batch, device), extra).items():
             sums[name] = sums.get(name, 0.0) + value
             counts[name] = counts.get(name, 0) + 1
         for callback in callbacks:
@@ -112,6 +124,7 @@ def fit(
     epochs: int,
     start_epoch: int = 0,
     val_batches: Iterable[Batch] | None = None,
+    labelled_batches: Iterable[Batch] | None = None,
     callbacks: Sequence[Callback] = (),
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
@@ -124,7 +137,7 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
-        metrics = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks)
+        metrics = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks, labelled_batches)
         if val_batches is not None:
             metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device).items()}
         metrics["epoch_time_s"] = time.perf_counter() - started

@@ -93,7 +93,8 @@ class GatedLayer(nn.Module):
 
     ``condition`` is the code as a (B, D, 1, 1) tensor (location-independent: one bias per
     channel) or a (B, D, H, W) map (location-dependent: a bias per position). Either way a
-    1x1 convolution turns it into the bias, V h in the paper's notation.
+    1x1 convolution turns it into the bias, V h in the paper's notation. With
+    ``condition_channels=0`` the layer reads no code (a plain PixelCNN).
     """
 
     def __init__(self, channels: int, kernel_size: int, condition_channels: int) -> None:
@@ -102,10 +103,17 @@ class GatedLayer(nn.Module):
         self.horizontal = DownRightShiftedConv2d(channels, 2 * channels, kernel_size)
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal_out = nn.Conv2d(channels, channels, 1)
-        self.condition = nn.Conv2d(condition_channels, 4 * channels, 1)
+        self.condition = nn.Conv2d(condition_channels, 4 * channels, 1) if condition_channels else None
 
-    def forward(self, v: Tensor, h: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
+    def biases(self, condition: Tensor | None) -> tuple[Tensor | float, Tensor | float]:
+        """The adaptive biases of the vertical and the horizontal gate (0 without a code)."""
+        if self.condition is None or condition is None:
+            return 0.0, 0.0
         bias_v, bias_h = self.condition(condition).chunk(2, dim=1)
+        return bias_v, bias_h
+
+    def forward(self, v: Tensor, h: Tensor, condition: Tensor | None) -> tuple[Tensor, Tensor]:
+        bias_v, bias_h = self.biases(condition)
         v_pre = self.vertical(v)
         h_pre = self.horizontal(h) + self.vertical_to_horizontal(v_pre)
         v = gate(v_pre + bias_v)

@@ -4,8 +4,8 @@
   does the encoder, through the gradient that reaches it via the adaptive biases;
 - adversarial: the discriminator learns to tell prior samples from codes, then the encoder,
   as its generator, learns to pass its codes off as prior samples;
-- supervised (semi-supervised runs): cross-entropy of the categorical head on the batch's
-  labelled rows, and on those alone.
+- supervised (semi-supervised runs): cross-entropy of the categorical head on a mini-batch of
+  labelled images drawn beside each unlabelled one (as in the AAE).
 
 Each phase owns one optimizer over exactly the parameters it may change, and zeroes their
 gradients before its backward pass, so what one phase leaves in ``.grad`` never leaks into
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Adam, Optimizer
@@ -97,37 +96,22 @@ def adversarial_phase(model: PixelGAN, optimizers: Optimizers, images: Tensor) -
     )
 
 
-def supervised_phase(
-    model: PixelGAN, optimizer: Optimizer, images: Tensor, labels: Tensor, labelled: Tensor
-) -> dict[str, Tensor]:
-    """Cross-entropy of the categorical head on the labelled rows; nothing if there are none.
-
-    The whole batch goes through the encoder and the unlabelled rows are masked out of the
-    loss (their gradient is exactly zero): under data parallelism every worker then runs the
-    same passes, and all of them skip a step only when no worker has a labelled row.
-    """
-    count = labelled.sum()
-    if dist.is_available() and dist.is_initialized():
-        count = count.clone()
-        dist.all_reduce(count)
-    if int(count) == 0:
-        return {}
+def supervised_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Cross-entropy of the categorical head on a batch of labelled images."""
     logits = model.encoder(images).logits  # [B, categories]
     assert logits is not None, "supervised_phase needs a prior with categories"
-    mask = labelled.to(logits.dtype)
-    per_row = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")  # [B]
-    loss = (per_row * mask).sum() / mask.sum().clamp(min=1)
-    correct = (logits.detach().argmax(dim=1) == labels).to(logits.dtype)
-    accuracy = (correct * mask).sum() / mask.sum().clamp(min=1)
-    return {"sup_loss": _step(optimizer, loss), "sup_acc": accuracy}
+    accuracy = (logits.detach().argmax(dim=1) == labels).to(logits.dtype).mean()
+    return {"sup_loss": _step(optimizer, F.cross_entropy(logits, labels)), "sup_acc": accuracy}
 
 
-def train_step(model: PixelGAN, optimizers: Optimizers, batch: Batch) -> dict[str, Tensor]:
-    """All phases on one mini-batch, in the paper's order."""
+def train_step(
+    model: PixelGAN, optimizers: Optimizers, batch: Batch, labelled: Batch | None = None
+) -> dict[str, Tensor]:
+    """All phases on one mini-batch, in the paper's order; the supervised one on ``labelled``."""
     metrics = reconstruction_phase(model, optimizers.reconstruction, batch.images)
     metrics |= adversarial_phase(model, optimizers, batch.images)
-    if optimizers.supervised is not None:
-        metrics |= supervised_phase(
-            model, optimizers.supervised, batch.images, batch.labels, batch.labelled
-        )
+    if labelled is not None:
+        if optimizers.supervised is None:
+            raise ValueError("a labelled batch needs a prior with categories (prior.kind)")
+        metrics |= supervised_phase(model, optimizers.supervised, labelled.images, labelled.labels)
     return metrics

@@ -58,9 +58,11 @@ def _valid(conv: nn.Conv2d, window: Tensor) -> Tensor:
     return F.conv2d(window, conv.weight, conv.bias)
 
 
-def _at(bias: Tensor, rows: slice, cols: slice = slice(None)) -> Tensor:
-    """A per-channel bias [B, D, 1, 1] as it is, a spatial one [B, D, H, W] cut to a window."""
-    return bias if bias.shape[-1] == 1 and bias.shape[-2] == 1 else bias[:, :, rows, cols]
+def _at(bias: Tensor | float, rows: slice, cols: slice = slice(None)) -> Tensor | float:
+    """A per-channel bias [B, D, 1, 1] (or none) as it is, a spatial one [B, D, H, W] cut to a window."""
+    if isinstance(bias, float) or bias.shape[-2:] == (1, 1):
+        return bias
+    return bias[:, :, rows, cols]
 
 
 @torch.no_grad()
@@ -72,7 +74,7 @@ def sample(decoder: PixelCNNDecoder, z: Tensor, generator: torch.Generator | Non
     features = decoder.config.channels
     dtype = next(decoder.parameters()).dtype
     condition = decoder.condition(z.to(dtype))
-    biases = [layer.condition(condition).chunk(2, dim=1) for layer in decoder.layers]
+    biases = [layer.biases(condition) for layer in decoder.layers]
 
     def cache(depth: int) -> Tensor:  # zero-padded r rows above and r columns on each side
         return torch.zeros(batch, depth, height + r, width + 2 * r, dtype=dtype, device=z.device)
@@ -106,7 +108,8 @@ def sample(decoder: PixelCNNDecoder, z: Tensor, generator: torch.Generator | Non
                 logits = decoder.head(h, signed[:, :, i + r : i + r + 1, j + r : j + r + 1])  # [B, C*V, 1, 1]
                 logits = logits.view(batch, channels, -1)[:, c]  # [B, V]
                 x[:, c, i, j] = _draw(logits[:, 0] if logits.shape[1] == 1 else logits, generator)
-                signed[:, c, i + r, j + r] = to_signed_unit(x[:, c, i, j]).to(dtype)
+                if decoder.config.autoregressive:  # otherwise the decoder reads zeros, as in forward
+                    signed[:, c, i + r, j + r] = to_signed_unit(x[:, c, i, j]).to(dtype)
     return x
 
 

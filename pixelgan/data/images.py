@@ -18,8 +18,7 @@ from pixelgan.config import Binarize, ConfigError, Likelihood
 
 class Batch(NamedTuple):
     images: Tensor  # [B, C, H, W] in data form
-    labels: Tensor  # [B] int64 class labels (for evaluation; -1 where unknown)
-    labelled: Tensor  # [B] bool: may the supervised phase use this row's label?
+    labels: Tensor  # [B] int64 class labels (read in training by the supervised phase only)
 
 
 def to_signed_unit(x: Tensor) -> Tensor:
@@ -45,7 +44,6 @@ class ImageDataset(Dataset[Batch]):
         self,
         images: Tensor,
         labels: Tensor,
-        labelled: Tensor | None = None,
         *,
         likelihood: Likelihood = "bernoulli",
         binarize: Binarize = "threshold",
@@ -58,7 +56,6 @@ class ImageDataset(Dataset[Batch]):
             raise ConfigError("train.binarize='none': a Bernoulli decoder needs threshold or stochastic")
         self.images = images
         self.labels = labels.long()
-        self.labelled = torch.zeros(len(images), dtype=torch.bool) if labelled is None else labelled
         self.likelihood = likelihood
         self.binarize = binarize
 
@@ -71,4 +68,4 @@ class ImageDataset(Dataset[Batch]):
             image = binarize(image, self.binarize)
         else:
             image = image.long()
-        return Batch(image, self.labels[index], self.labelled[index])
+        return Batch(image, self.labels[index])

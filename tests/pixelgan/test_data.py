@@ -29,7 +29,7 @@ def test_the_dataset_serves_the_form_the_likelihood_wants() -> None:
     assert levels.images.dtype == torch.long and torch.equal(levels.images, images[2].long())
     binary = ImageDataset(images, torch.arange(4), binarize="threshold")[2]
     assert torch.equal(binary.images, (images[2] >= 128).float())
-    assert binary.labels == 2 and not binary.labelled
+    assert binary.labels == 2
     with pytest.raises(ValueError, match="uint8"):
         ImageDataset(images.float(), torch.arange(4))
     with pytest.raises(ConfigError, match="train.binarize='none'"):
