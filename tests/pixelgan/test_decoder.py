@@ -119,3 +119,29 @@ def test_the_categorical_decoder_returns_256_logits_per_subpixel() -> None:
     decoder = make_decoder(3, "categorical", "location_independent").float()
     logits = decoder(torch.randint(0, 256, (2, 3, 7, 7)), torch.randn(2, 3))
     assert logits.shape == (2, 256, 3, 7, 7)
+
+
+def test_the_plain_pixelcnn_baseline_never_reads_the_code() -> None:
+    decoder = PixelCNNDecoder(ImageConfig(1, 7, 7), tiny_model_config(image=ImageConfig(1, 7, 7), conditioning="none").decoder, 3)
+    x = torch.randint(0, 2, (2, 1, 7, 7)).float()
+    z = torch.randn(2, 3)
+    assert torch.equal(decoder(x, z), decoder(x, z + 5.0))
+    assert not any(layer.condition for layer in decoder.layers)
+
+
+def test_the_aae_baseline_decoder_never_reads_the_pixels() -> None:
+    config = tiny_model_config(image=ImageConfig(1, 7, 7), conditioning="location_dependent", autoregressive=False)
+    decoder = PixelCNNDecoder(ImageConfig(1, 7, 7), config.decoder, 3)
+    z = torch.randn(2, 3)
+    x = torch.randint(0, 2, (2, 1, 7, 7)).float()
+    assert torch.equal(decoder(x, z), decoder(1 - x, z))
+    assert not torch.equal(decoder(x, z), decoder(x, z + 1.0))
+    logits = decoder(x, z)
+    assert logits.std(dim=(2, 3)).min() > 0, "the code's map draws a picture, not a constant"
+
+
+def test_a_decoder_that_reads_no_pixels_needs_the_location_dependent_map() -> None:
+    from pixelgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="decoder.autoregressive=false"):
+        tiny_model_config(autoregressive=False, conditioning="location_independent")

@@ -1,0 +1,92 @@
+"""Scores of a trained model: clustering and classification error, likelihood units, Fréchet distance.
+
+Clustering follows the AAE's rule, which the PixelGAN paper uses (Table 1): for each cluster
+i, the one validation example that maximises q(z_i | x) gives its label to the whole
+cluster, and the test error of argmax_i q(z_i | x) under those labels is reported. It is
+stricter than a majority vote (also reported, with its name) or a Hungarian matching.
+Scores are any [N, K] array that ranks clusters, so k-means (negative distances) is scored
+by the same code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pixelgan.model import PixelGAN
+
+
+@torch.no_grad()
+def posterior_categories(model: PixelGAN, images: Tensor, draws: int = 8, batch_size: int = 500) -> Tensor:
+    """q(z_i | x) [N, K] for data-form images, averaged over ``draws`` noise inputs.
+
+    q(z|x) is implicit (z = f(x, n)): its category probabilities are the softmax averaged
+    over draws of n. A deterministic encoder needs one draw.
+    """
+    categories = model.config.prior.categories
+    if not categories:
+        raise ValueError(f"prior.kind={model.config.prior.kind} has no categories to cluster with")
+    model.eval()
+    draws = draws if model.config.encoder.stochastic else 1
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        probs = sum(model.encoder(x).code[:, :categories] for _ in range(draws)) / draws
+        chunks.append(probs.cpu())
+    return torch.cat(chunks)
+
+
+def labels_by_best_example(scores: Tensor, labels: Tensor) -> Tensor:
+    """The paper's rule: cluster i takes the label of the example with the highest score i. [K]"""
+    return labels[scores.argmax(dim=0)]
+
+
+def labels_by_majority(scores: Tensor, labels: Tensor) -> Tensor:
+    """Cluster i takes the commonest label among the examples assigned to it; an empty
+    cluster falls back to the paper's rule. [K]"""
+    assigned = scores.argmax(dim=1)
+    cluster_labels = labels_by_best_example(scores, labels).clone()
+    for cluster in assigned.unique():
+        cluster_labels[cluster] = labels[assigned == cluster].mode().values
+    return cluster_labels
+
+
+def clustering_error(scores: Tensor, labels: Tensor, cluster_labels: Tensor) -> float:
+    """Error of predicting ``cluster_labels[argmax_i scores]`` for each row of ``scores``."""
+    return float((cluster_labels[scores.argmax(dim=1)] != labels).double().mean())
+
+
+def classification_error(scores: Tensor, labels: Tensor) -> float:
+    """Error of argmax over classes (the semi-supervised head, a classifier)."""
+    return float((scores.argmax(dim=1) != labels).double().mean())
+
+
+def likelihood_units(nats_per_image: float, dims: int, binary: bool) -> dict[str, float]:
+    """NLL in the field's units: nats per image for binarised data, bits per dimension for
+    8-bit data (``dims`` = C * H * W)."""
+    if binary:
+        return {"nll_nats": nats_per_image}
+    return {"nll_bits_per_dim": nats_per_image / (dims * math.log(2))}
+
+
+def _sqrt_psd(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N, D] (as in FID).
+
+    ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64, through
+    symmetric square roots (eigh), so no complex parts from a general matrix square root.
+    """
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    root_a = _sqrt_psd(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+

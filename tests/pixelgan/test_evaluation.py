@@ -1,0 +1,115 @@
+"""Scores: the clustering rules on codes with a known answer, the Fréchet distance, NLL units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pixelgan.classifier import Classifier, sample_quality, train_classifier
+from pixelgan.config import PriorConfig
+from pixelgan.evaluation import (
+    classification_error,
+    clustering_error,
+    frechet_distance,
+    labels_by_best_example,
+    labels_by_majority,
+    likelihood_units,
+    posterior_categories,
+)
+from pixelgan.model import PixelGAN
+from tests.helpers import tiny_model_config
+
+
+def one_hot_scores(clusters: list[int], k: int, confidence: list[float]) -> torch.Tensor:
+    scores = torch.zeros(len(clusters), k)
+    scores[torch.arange(len(clusters)), torch.tensor(clusters)] = torch.tensor(confidence, dtype=torch.float)
+    return scores
+
+
+def test_the_papers_rule_labels_each_cluster_by_its_most_confident_example() -> None:
+    # Cluster 0 holds labels 7, 7, 3 but its most confident example is the 3: the paper's
+    # rule calls it 3, the majority vote 7. Cluster 1 is all 5s.
+    scores = one_hot_scores([0, 0, 0, 1, 1], 2, [0.6, 0.7, 0.9, 0.8, 0.5])
+    labels = torch.tensor([7, 7, 3, 5, 5])
+    assert labels_by_best_example(scores, labels).tolist() == [3, 5]
+    assert labels_by_majority(scores, labels).tolist() == [7, 5]
+    test_scores = one_hot_scores([0, 0, 1, 1], 2, [1, 1, 1, 1])
+    test_labels = torch.tensor([7, 3, 5, 1])
+    assert clustering_error(test_scores, test_labels, labels_by_best_example(scores, labels)) == 0.5
+    assert clustering_error(test_scores, test_labels, labels_by_majority(scores, labels)) == 0.5
+    assert clustering_error(test_scores, torch.tensor([3, 3, 5, 5]), labels_by_best_example(scores, labels)) == 0.0
+
+
+def test_an_empty_cluster_keeps_the_papers_label_under_the_majority_vote() -> None:
+    scores = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.0, 0.2], [0.2, 0.7, 0.1]])
+    labels = torch.tensor([4, 4, 6])
+    # No example has cluster 2 as its argmax; its best example (0.2) is the second one.
+    assert labels_by_majority(scores, labels).tolist() == [4, 6, 4]
+
+
+def test_classification_error_is_the_share_of_wrong_argmaxes() -> None:
+    scores = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert classification_error(scores, torch.tensor([1, 0, 0, 1])) == 0.5
+
+
+def test_likelihood_units() -> None:
+    assert likelihood_units(80.0, 784, binary=True) == {"nll_nats": 80.0}
+    bits = likelihood_units(3072 * math.log(2) * 3.0, 3072, binary=False)
+    assert bits == {"nll_bits_per_dim": pytest.approx(3.0)}
+
+
+def direct_frechet(mean_a, cov_a, mean_b, cov_b) -> float:
+    """The closed form for commuting (here diagonal) covariances: sum (sqrt a - sqrt b)^2."""
+    return float(np.sum((mean_a - mean_b) ** 2) + np.sum((np.sqrt(np.diag(cov_a)) - np.sqrt(np.diag(cov_b))) ** 2))
+
+
+def test_frechet_distance_matches_the_closed_form_on_sampled_gaussians() -> None:
+    rng = np.random.default_rng(0)
+    mean_a, mean_b = np.array([0.0, 1.0, -1.0]), np.array([0.5, 1.0, 2.0])
+    var_a, var_b = np.array([1.0, 4.0, 0.25]), np.array([2.0, 1.0, 0.25])
+    a = rng.normal(mean_a, np.sqrt(var_a), size=(200_000, 3))
+    b = rng.normal(mean_b, np.sqrt(var_b), size=(200_000, 3))
+    expected = direct_frechet(mean_a, np.diag(var_a), mean_b, np.diag(var_b))
+    assert frechet_distance(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=0.02)
+    assert frechet_distance(torch.from_numpy(a), torch.from_numpy(a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_distance_with_correlated_covariances_against_scipy() -> None:
+    from scipy import linalg
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4))
+    b = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4)) + 1.0
+    ma, mb, ca, cb = a.mean(0), b.mean(0), np.cov(a.T), np.cov(b.T)
+    expected = np.sum((ma - mb) ** 2) + np.trace(ca + cb - 2 * linalg.sqrtm(ca @ cb).real)
+    assert frechet_distance(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_posterior_categories_are_distributions_and_need_categories() -> None:
+    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical_gaussian", 4, style_dim=2)))
+    probs = posterior_categories(model, torch.randint(0, 2, (10, 1, 8, 8)).float(), draws=3)
+    assert probs.shape == (10, 4)
+    assert torch.allclose(probs.sum(1), torch.ones(10), atol=1e-5)
+    with pytest.raises(ValueError, match="prior.kind=gaussian"):
+        posterior_categories(PixelGAN(tiny_model_config()), torch.zeros(2, 1, 8, 8))
+
+
+def test_sample_quality_tells_class_like_samples_from_noise() -> None:
+    # Two "classes": a bright top half or a bright bottom half.
+    torch.manual_seed(0)
+    labels = torch.randint(0, 2, (200,))
+    images = torch.zeros(200, 1, 8, 8)
+    for i, label in enumerate(labels):
+        images[i, 0, (0 if label == 0 else 4) : (4 if label == 0 else 8)] = 1.0
+    classifier = Classifier(1, 8, 8, classes=2, features=16)
+    losses = train_classifier(classifier, images, labels, epochs=3, batch_size=20)
+    assert losses[-1] < losses[0]
+    good = sample_quality(classifier, images[:100], images[100:], sample_categories=labels[:100])
+    noise = sample_quality(classifier, torch.randint(0, 2, (100, 1, 8, 8)).float(), images[100:])
+    assert good["frechet_distance"] < noise["frechet_distance"]
+    assert good["confidence"] > 0.9 and good["category_purity"] == 1.0
+    assert good["label_entropy"] == pytest.approx(math.log(2), abs=0.02)
+    assert 1.0 <= good["classifier_score"] <= 2.0 + 1e-6
