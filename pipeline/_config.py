@@ -120,6 +120,30 @@ class TrainSpec:
         return from_dict(cls, data)
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluate and classifier stages' settings (the `eval.*` keys)."""
+
+    samples: int = 500
+    posterior_draws: int = 8
+    kmeans_restarts: int = 3
+    classifier_epochs: int = 5
+    figure_rows: int = 10
+    figure_columns: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "posterior_draws", "kmeans_restarts", "classifier_epochs", "figure_rows", "figure_columns"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name}={getattr(self, name)} must be >= 1")
+        if self.samples < 2:
+            raise ConfigError(f"eval.samples={self.samples}: a Fréchet distance needs at least 2 samples")
+
+
+def eval_config(params: dict[str, Any]) -> EvalConfig:
+    return from_dict(EvalConfig, params.get("eval"), "eval.")
+
+
 SCALING_KEYS = {field.name for field in dataclasses.fields(Scaling)}
 
 
@@ -161,6 +185,28 @@ def with_overrides(params: dict[str, Any], overrides: dict[str, Any], source: st
             raise ConfigError(f"{source}: {dotted} is not a parameter (see params.yaml)")
         node[leaf] = value
     return params
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: {"prior": {"dim": 2}} -> {"prior.dim": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """The parameters of the named run in ``runs``: its changes laid over the others."""
+    runs = params.get("runs") or {}
+    if name not in runs:
+        raise ConfigError(f"runs.{name}: no such run (runs: {', '.join(runs) or 'none'})")
+    changes = runs[name] or {}
+    if not isinstance(changes, dict):
+        raise ConfigError(f"runs.{name} must be a mapping of parameters, got {changes!r}")
+    return with_overrides(params, _dotted(changes), f"runs.{name}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pipeline._config import TrainSpec, load_params, train_spec
+from pipeline._config import TrainSpec, load_params, run_params, train_spec
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, resume, rng_state, set_rng_state
 from pixelgan.config import ConfigError
 from pixelgan.data import ImageDataset
@@ -203,37 +203,51 @@ def final_state(result: Any) -> dict[str, Any]:
         return load_checkpoint(Path(folder) / "checkpoint.pt")
 
 
-def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float) -> dict[str, float]:
-    """The stage's outputs: models/train.pt, metrics/train.json and the per-epoch curves
-    (metrics/train_curves.json, a list of rows that `dvc plots show` draws).
+def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, float]:
+    """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
+    (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws).
 
     Every path is absolute: under `ray job submit` the driver's working directory can be
     gone by now, as Ray removes the job's unpacked working_dir once the trainer's actors end.
     """
-    with atomic_path(Path(spec.paths.models) / "train.pt") as tmp:
+    with atomic_path(Path(spec.paths.models) / f"{name}.pt") as tmp:
         torch.save(state, tmp)
     metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time)
-    write_json(Path(spec.paths.metrics) / "train.json", metrics)
-    write_json(Path(spec.paths.metrics) / "train_curves.json", state["history"])
+    write_json(Path(spec.paths.metrics) / f"{name}.json", metrics)
+    write_json(Path(spec.paths.metrics) / f"{name}_curves.json", state["history"])
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        spec = train_spec(load_params(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, DataFormatError) as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return 2
+def train(spec: TrainSpec, output: str) -> dict[str, float]:
+    """Train ``spec`` on Ray (resuming a killed run of the same spec) and write its outputs."""
     name = run_name(spec)
     run_dir = Path(spec.paths.runs) / name
     if (run_dir / FINISHED).exists():
         shutil.rmtree(run_dir)  # a finished run is never resumed: this is a new one
     started = time.perf_counter()
     result = fit_on_ray(spec, name=name)
-    metrics = write_outputs(spec, final_state(result), time.perf_counter() - started)
+    metrics = write_outputs(spec, final_state(result), time.perf_counter() - started, output)
     (run_dir / FINISHED).touch()
     shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-    print(f"train: {name} finished: {shown}")
+    print(f"train: {output} ({name}) finished: {shown}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
+    model in ``runs`` (the runs stage), one after another in one Ray session."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    every_run = "--runs" in args
+    overrides = [arg for arg in args if arg != "--runs"]
+    try:
+        params = load_params(overrides)
+        names = list(params.get("runs") or {}) if every_run else []
+        specs = [train_spec(run_params(params, name)) for name in names] if every_run else [train_spec(params)]
+    except (ConfigError, DataFormatError) as error:
+        print(f"train: error: {error}", file=sys.stderr)
+        return 2
+    for name, spec in zip(names or ["train"], specs):
+        train(spec, f"runs/{name}" if every_run else name)
     return 0
 
 

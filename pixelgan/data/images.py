@@ -37,6 +37,11 @@ def binarize(images: Tensor, mode: Binarize, generator: torch.Generator | None =
     raise ConfigError(f"train.binarize={mode!r}: a Bernoulli decoder needs threshold or stochastic")
 
 
+def data_form(images: Tensor, likelihood: Likelihood, mode: Binarize = "threshold") -> Tensor:
+    """uint8 images [N, C, H, W] in the form a decoder with this likelihood reads and writes."""
+    return binarize(images, mode) if likelihood == "bernoulli" else images.long()
+
+
 class ImageDataset(Dataset[Batch]):
     """uint8 images with labels, served in the form the decoder's likelihood wants."""
 
@@ -63,9 +68,4 @@ class ImageDataset(Dataset[Batch]):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Batch:
-        image = self.images[index]
-        if self.likelihood == "bernoulli":
-            image = binarize(image, self.binarize)
-        else:
-            image = image.long()
-        return Batch(image, self.labels[index])
+        return Batch(data_form(self.images[index], self.likelihood, self.binarize), self.labels[index])

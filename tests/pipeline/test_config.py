@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline._config import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params
+from pipeline._config import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
 from pixelgan.config import ConfigError
 
 
@@ -33,3 +33,17 @@ def test_overrides_reach_the_config_and_bad_ones_name_the_option() -> None:
         load_params(["dataset=imagenet"])
     with pytest.raises(ConfigError, match=r"unknown option dataset\.colour"):
         dataset_config(yaml.safe_load(compose_yaml(["+dataset.colour=red"])))
+
+
+def test_a_run_lays_its_changes_over_the_other_parameters() -> None:
+    params = load_params()
+    aae = run_params(params, "aae")
+    assert aae["model"]["decoder"]["autoregressive"] is False
+    assert aae["prior"]["kind"] == "gaussian" and aae["prior"]["dim"] == 2
+    assert aae["model"]["decoder"]["channels"] == params["model"]["decoder"]["channels"]
+    assert params["model"]["decoder"]["autoregressive"] is True, "the base parameters are untouched"
+    with pytest.raises(ConfigError, match="runs.nope: no such run"):
+        run_params(params, "nope")
+    params["runs"]["typo"] = {"model": {"decoder": {"colour": 3}}}
+    with pytest.raises(ConfigError, match="runs.typo: model.decoder.colour is not a parameter"):
+        run_params(params, "typo")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from pixelgan.config import EncoderConfig, PriorConfig
+from pixelgan.config import PriorConfig
 from pixelgan.discriminator import CodeDiscriminator
 from pixelgan.encoder import Encoder
 from pixelgan.prior import build_prior

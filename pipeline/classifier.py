@@ -1,0 +1,71 @@
+"""DVC stage `classifier`: the small CNN that the evaluate stage scores samples with.
+
+    python -m pipeline.classifier
+
+Trained once on the training split, in the decoder's data form (binarised afresh every epoch
+for a Bernoulli decoder), and cached by DVC as its own output, so that re-evaluating a model
+does not retrain it. Writes models/classifier.pt and metrics/classifier.json (its test
+accuracy, which the evaluate stage reports beside the scores it gives).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline._config import Paths, dataset_config, eval_config, load_params
+from pixelgan.classifier import Classifier, predict, train_classifier
+from pixelgan.config import ConfigError, DecoderConfig, from_dict
+from pixelgan.data import data_form
+from pixelgan.data.formats import DataFormatError
+from pixelgan.data.parquet import read_split
+from pixelgan.io import atomic_path, write_json
+
+
+def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """The classifier and its record (data form, classes) from models/classifier.pt."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    classifier = Classifier(*state["shape"], classes=state["classes"])
+    classifier.load_state_dict(state["weights"])
+    return classifier.eval(), state
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        params = load_params(sys.argv[1:] if argv is None else argv)
+        dataset, config = dataset_config(params), eval_config(params)
+        paths = from_dict(Paths, params.get("paths"), "paths.")
+        likelihood = from_dict(DecoderConfig, (params.get("model") or {}).get("decoder"), "model.decoder.").likelihood
+        train, _ = read_split(paths.split(dataset.name, "train"))
+        test, _ = read_split(paths.split(dataset.name, "test"))
+    except (ConfigError, DataFormatError) as error:
+        print(f"classifier: error: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    images = torch.from_numpy(train.images)
+    classifier = Classifier(*images.shape[1:], classes=dataset.classes)
+    losses = []
+    for epoch in range(config.classifier_epochs):  # a fresh binarisation every epoch
+        x = data_form(images, likelihood, "stochastic")
+        losses += train_classifier(classifier, x, torch.from_numpy(train.labels), epochs=1, seed=config.seed + epoch)
+    probs, _ = predict(classifier, data_form(torch.from_numpy(test.images), likelihood))
+    accuracy = float((probs.argmax(1) == torch.from_numpy(test.labels)).double().mean())
+    with atomic_path(Path(paths.models) / "classifier.pt") as tmp:
+        torch.save({"weights": classifier.state_dict(), "shape": list(images.shape[1:]), "classes": dataset.classes,
+                    "likelihood": likelihood, "dataset": dataclasses.asdict(dataset)}, tmp)
+    metrics = {"test_accuracy": accuracy, "epochs": config.classifier_epochs, "final_loss": losses[-1],
+               "wall_time_s": time.perf_counter() - started}
+    write_json(Path(paths.metrics) / "classifier.json", metrics)
+    print(f"classifier: test accuracy {accuracy:.4f} after {config.classifier_epochs} epochs "
+          f"({metrics['wall_time_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""DVC stage `evaluate`: the paper's scores and figures from the trained models.
+
+    python -m pipeline.evaluate
+
+Reads the train stage's model (models/train.pt), the runs stage's (models/runs/<name>.pt),
+the classifier stage's CNN and the sweep's table, and writes:
+
+- metrics/eval.json (`dvc metrics show`): for a model with categories, the clustering error
+  by the paper's rule and by majority vote, and for a semi-supervised one the test error of
+  its categorical head; k-means on pixels scored by the same rules (the baseline); for every
+  model the test NLL (nats per image for binarised data, bits per dimension for 8-bit) with
+  the NLL given another image's code, and the sample-quality scores of ``eval.samples``
+  draws from the prior, beside the classifier's own test accuracy;
+- results/eval/*.png (`dvc plots show`): samples of every model, one row per category for a
+  categorical prior (Figure 4) with reconstructions, the global/local grid of a Gaussian
+  prior, and the Figure 2 comparison (PixelGAN | plain PixelCNN | AAE) when the runs hold
+  those three models; results/eval/sweep.md, the sweep's metrics as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid, save_image
+
+from pipeline._config import EvalConfig, Paths, eval_config, load_params, run_params, train_spec
+from pipeline.classifier import load_classifier
+from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.classifier import Classifier, sample_quality
+from pixelgan.config import ConfigError, DatasetConfig
+from pixelgan.data import ImageDataset, data_form
+from pixelgan.data.formats import DataFormatError
+from pixelgan.data.parquet import read_split
+from pixelgan.engine import evaluate as nll_given_codes
+from pixelgan.evaluation import (
+    classification_error,
+    clustering_error,
+    labels_by_best_example,
+    labels_by_majority,
+    likelihood_units,
+    posterior_categories,
+)
+from pixelgan.figures import by_category, draw, global_local, reconstructions, save_grid
+from pixelgan.io import atomic_path, write_json
+from pixelgan.model import PixelGAN
+from pixelgan.sampling import sample
+
+FIGURE_2 = ("gaussian", "pixelcnn", "aae")  # the runs that make the paper's Figure 2 comparison
+
+
+class Split:
+    """One split in the decoder's data form (threshold-binarised), with its labels."""
+
+    def __init__(self, paths: Paths, dataset: DatasetConfig, name: str, likelihood: str) -> None:
+        split, _ = read_split(paths.split(dataset.name, name))
+        self.uint8 = torch.from_numpy(split.images)
+        self.images = data_form(self.uint8, likelihood)  # type: ignore[arg-type]
+        self.labels = torch.from_numpy(split.labels)
+
+
+def clustering_scores(scores: torch.Tensor, test_scores: torch.Tensor, validation: Split, test: Split) -> dict[str, float]:
+    """Test error under the paper's rule and the majority vote, both from the validation split."""
+    return {
+        "error_paper_rule": clustering_error(test_scores, test.labels, labels_by_best_example(scores, validation.labels)),
+        "error_majority": clustering_error(test_scores, test.labels, labels_by_majority(scores, validation.labels)),
+        "clusters_used": int(test_scores.argmax(1).unique().numel()),
+    }
+
+
+def kmeans_baseline(train: Split, validation: Split, test: Split, clusters: int, config: EvalConfig) -> dict[str, float]:
+    """k-means on raw pixels with as many clusters, scored by the same rules (score: -distance)."""
+    from sklearn.cluster import KMeans
+
+    def pixels(split: Split) -> np.ndarray:
+        return split.uint8.flatten(1).numpy().astype(np.float32) / 255.0
+
+    kmeans = KMeans(clusters, n_init=config.kmeans_restarts, random_state=config.seed).fit(pixels(train))
+    scores, test_scores = (torch.from_numpy(-kmeans.transform(pixels(s))) for s in (validation, test))
+    return clustering_scores(scores, test_scores, validation, test)
+
+
+def score_model(
+    model: PixelGAN, validation: Split, test: Split, classifier: Classifier, config: EvalConfig, semi_supervised: bool
+) -> dict[str, Any]:
+    """Every score of one model, its samples from the prior among them."""
+    image = model.config.image
+    likelihood = model.config.decoder.likelihood
+    batches = DataLoader(ImageDataset(test.uint8, test.labels, likelihood=likelihood), batch_size=250)
+    nll = nll_given_codes(model, batches, "cpu")
+    scores: dict[str, Any] = likelihood_units(nll["nll"], image.channels * image.height * image.width, likelihood == "bernoulli")
+    scores["nll_other_code_nats"] = nll["nll_other_code"]
+    categories = model.config.prior.categories
+    if categories:
+        q_val = posterior_categories(model, validation.images, config.posterior_draws)
+        q_test = posterior_categories(model, test.images, config.posterior_draws)
+        if semi_supervised:
+            scores["test_error"] = classification_error(q_test, test.labels)
+        else:
+            scores["clustering"] = clustering_scores(q_val, q_test, validation, test)
+    generator = torch.Generator().manual_seed(config.seed)
+    z = model.prior.sample(config.samples, generator)
+    samples = sample(model.decoder, z, generator)
+    scores["samples"] = sample_quality(classifier, samples, test.images, z[:, :categories].argmax(1) if categories else None)
+    return scores
+
+
+def write_figures(name: str, model: PixelGAN, validation: Split, out: Path, config: EvalConfig) -> dict[str, torch.Tensor]:
+    """Write the model's figures as <name>_<figure>.png; return each figure's images."""
+    generator = torch.Generator().manual_seed(config.seed)
+    shown = config.figure_rows * config.figure_columns
+    figures = {"samples": draw(model, model.prior.sample(shown, generator), generator)}
+    if model.config.prior.categories:
+        figures["by_category"] = by_category(model, config.figure_columns, generator)
+        figures["reconstructions"] = reconstructions(model, validation.images[: shown // 2], generator)
+    elif model.config.decoder.conditioning != "none" and model.config.decoder.autoregressive:
+        figures["global_local"] = global_local(model, config.figure_rows, config.figure_columns, generator)
+    for figure, images in figures.items():
+        save_grid(images, out / f"{name}_{figure}.png", config.figure_columns)
+    return figures
+
+
+def figure_2(panels: list[torch.Tensor], per_row: int, path: Path) -> None:
+    """Grids side by side (PixelGAN's global/local | plain PixelCNN | AAE), as in the paper."""
+    grids = [make_grid(images.cpu(), nrow=per_row, padding=1, pad_value=0.5) for images in panels]
+    height = min(grid.shape[1] for grid in grids)
+    with atomic_path(path) as tmp:
+        save_image(make_grid([grid[:, :height] for grid in grids], nrow=len(grids), padding=6, pad_value=1.0), tmp, format="png")
+
+
+def sweep_table(results: Path, out: Path) -> None:
+    """The sweep's table (prior x latent size) as Markdown, for the README and the note."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(results / "sweep.parquet").to_pylist()
+    columns = [c for c in ("prior", "dim", "epochs", "nll", "val_nll", "val_nll_other_code", "wall_time_s") if rows and c in rows[0]]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in sorted(rows, key=lambda r: (r["prior"], r["dim"])):
+        lines.append("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
+    with atomic_path(out / "sweep.md") as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        params = load_params(sys.argv[1:] if argv is None else argv)
+        config = eval_config(params)
+        spec = train_spec(params)
+        names = list(params.get("runs") or {})
+        specs = {"train": spec} | {name: train_spec(run_params(params, name)) for name in names}
+        paths = spec.paths
+        models = {"train": Path(paths.models) / "train.pt"} | {n: Path(paths.models) / "runs" / f"{n}.pt" for n in names}
+        missing = [str(p) for p in [*models.values(), Path(paths.models) / "classifier.pt"] if not p.is_file()]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: missing; the train, runs and classifier stages write them (dvc repro)")
+        likelihood = spec.model.decoder.likelihood
+        train, validation, test = (Split(paths, spec.dataset, s, likelihood) for s in ("train", "validation", "test"))
+    except (ConfigError, DataFormatError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    out = Path(paths.results) / "eval"
+    classifier, _ = load_classifier(Path(paths.models) / "classifier.pt")
+    metrics: dict[str, Any] = {"classifier_test_accuracy": json.loads((Path(paths.metrics) / "classifier.json").read_text())["test_accuracy"]}
+    figures: dict[str, dict[str, torch.Tensor]] = {}
+    for name, path in models.items():
+        model = model_from_checkpoint(load_checkpoint(path)).eval()
+        metrics[name] = scores = score_model(model, validation, test, classifier, config, specs[name].train.semi_supervised)
+        figures[name] = write_figures(name, model, validation, out, config)
+        print(f"evaluate: {name}: {json.dumps(scores)}", flush=True)
+    clusters = spec.model.prior.categories
+    if clusters:
+        metrics["kmeans_pixels"] = kmeans_baseline(train, validation, test, clusters, config)
+    if all(name in names for name in FIGURE_2):
+        gaussian, pixelcnn, aae = FIGURE_2
+        panels = [figures[gaussian]["global_local"], figures[pixelcnn]["samples"], figures[aae]["samples"]]
+        figure_2(panels, config.figure_columns, out / "figure2.png")
+    if (Path(paths.results) / "sweep.parquet").is_file():
+        sweep_table(Path(paths.results), out)
+    metrics["wall_time_s"] = time.perf_counter() - started
+    write_json(Path(paths.metrics) / "eval.json", metrics)
+    print(f"evaluate: wrote {paths.metrics}/eval.json and {out}/ in {metrics['wall_time_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
