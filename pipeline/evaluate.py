@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid, save_image
 
-from pipeline._config import EvalConfig, Paths, eval_config, load_params, run_params, train_spec
+from pipeline._config import EvalConfig, Paths, TrainSpec, eval_config, load_params, run_params, train_spec
 from pipeline.classifier import load_classifier
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.classifier import Classifier, sample_quality
@@ -147,6 +147,37 @@ def sweep_table(results: Path, out: Path) -> None:
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
+HEADLINE = (("clustering", "error_paper_rule"), ("clustering", "error_majority"), ("test_error",), ("nll_nats",))
+
+
+def over_seeds(specs: dict[str, TrainSpec], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Mean and std of the headline numbers over models that differ only in train.seed,
+    keyed by the first of them (the paper profile's runs train such replicates)."""
+    groups: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        key = json.dumps(dict(spec.to_dict(), train=dict(spec.to_dict()["train"], seed=None)), sort_keys=True)
+        groups.setdefault(key, []).append(name)
+    summary: dict[str, Any] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        entry: dict[str, Any] = {"models": members}
+        for path in HEADLINE:
+            values = [_get(metrics[m], path) for m in members]
+            if all(v is not None for v in values):
+                entry[".".join(path)] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+        summary[members[0]] = entry
+    return summary
+
+
+def _get(tree: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return float(tree)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(sys.argv[1:] if argv is None else argv)
@@ -183,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         figure_2(panels, config.figure_columns, out / "figure2.png")
     if (Path(paths.results) / "sweep.parquet").is_file():
         sweep_table(Path(paths.results), out)
+    if seeds := over_seeds(specs, metrics):
+        metrics["over_seeds"] = seeds
     metrics["wall_time_s"] = time.perf_counter() - started
     write_json(Path(paths.metrics) / "eval.json", metrics)
     print(f"evaluate: wrote {paths.metrics}/eval.json and {out}/ in {metrics['wall_time_s']:.0f}s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def test_the_stages_write_every_metric_and_figure(stage_root: tuple[Path, list[s
     assert all((root / "results" / "eval" / name).read_bytes().startswith(PNG) for name in figures)
     table = (root / "results" / "eval" / "sweep.md").read_text().splitlines()
     assert table[0].startswith("| prior | dim") and len(table) == 4
+
+
+def test_seed_replicates_are_summarised_by_mean_and_std(stage_root: tuple[Path, list[str]]) -> None:
+    _, overrides = stage_root
+    spec = train_spec(load_params(overrides))
+    specs = {
+        "a": spec,
+        "b": dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=1)),
+        "c": dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=2, epochs=3)),  # not a replicate
+    }
+    metrics = {"a": {"test_error": 0.1}, "b": {"test_error": 0.3}, "c": {"test_error": 0.9}}
+    summary = evaluate.over_seeds(specs, metrics)
+    assert summary.keys() == {"a"} and summary["a"]["models"] == ["a", "b"]
+    assert summary["a"]["test_error"] == {"mean": pytest.approx(0.2), "std": pytest.approx(0.1414, abs=1e-4)}
