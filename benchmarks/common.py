@@ -1,0 +1,61 @@
+"""What every benchmark shares: the model profiles from conf/, the device's name, the table."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from pixelgan.config import ImageConfig, ModelConfig, PriorConfig, from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 30)) -> ModelConfig:
+    """The model sizes of conf/model/<profile>.yaml on 28x28 binarised MNIST."""
+    sizes = yaml.safe_load((REPO / "conf" / "model" / f"{profile}.yaml").read_text())
+    return from_dict(ModelConfig, dict(sizes, image={"channels": 1, "height": 28, "width": 28}, prior=vars(prior) | {}))
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:
+    """Seconds per call of ``step``, after one warm-up call, waiting for the device."""
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / repeats
+
+
+def write_table(name: str, device: torch.device, header: list[str], rows: list[list[Any]], notes: list[str]) -> Path:
+    """Print a Markdown table and write it to benchmarks/results/<name>-<device>-<date>.md."""
+    today = datetime.date.today().isoformat()
+    title = f"# {name}: {device_name(device)}, torch {torch.__version__}, {today}"
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
+    lines += [""] + [f"- {note}" for note in notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{device.type}-{today}.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
