@@ -28,7 +28,12 @@ def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 3
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model} ({os.cpu_count()} cores), {torch.get_num_threads()} threads"
 
 
 def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:

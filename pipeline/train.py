@@ -51,6 +51,7 @@ from pixelgan.engine import Callback, PrintProgress, fit
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
+from pixelgan.speed import accelerated
 
 FINISHED = "FINISHED"
 
@@ -155,7 +156,7 @@ def train_worker(config: dict[str, Any]) -> None:
     callbacks.append(ReportToRay(rank, model, optimizers, spec.train, history=history))
     callbacks += config.get("callbacks", [])
     fit(
-        model.with_parts(ddp), optimizers, train_batches,
+        accelerated(model.with_parts(ddp), spec.train, device), optimizers, train_batches,
         epochs=spec.train.epochs, start_epoch=start_epoch, val_batches=validation_batches,
         labelled_batches=labelled_batches, callbacks=callbacks, device=device,
     )

@@ -26,6 +26,7 @@ from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
 from pixelgan.sampling import sample_from_prior
+from pixelgan.speed import accelerated
 
 VALIDATION_SIZE = 500
 
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     parser.add_argument("--samples", type=int, default=64, help="images to draw from the prior")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (autocast)")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each part")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
@@ -69,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             prior=PriorConfig(kind=args.prior, dim=args.dim),
             decoder=DecoderConfig(conditioning=args.conditioning),
         )
-        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+        train_config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+            precision=args.precision, channels_last=args.channels_last, compile=args.compile,
+        )
         train_set, val_set = split_mnist5k(train_config, args.limit)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     val_batches = DataLoader(val_set, batch_size=256)
     started = time.perf_counter()
     fit(
-        model, optimizers, train_batches,
+        accelerated(model, train_config, torch.device(args.device)), optimizers, train_batches,
         epochs=train_config.epochs, start_epoch=start_epoch, val_batches=val_batches,
         callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)],
         device=args.device,

@@ -17,6 +17,7 @@ PriorKind = Literal["gaussian", "categorical", "categorical_gaussian"]
 Conditioning = Literal["location_independent", "location_dependent", "none"]
 Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
+Precision = Literal["fp32", "bf16"]
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
 
@@ -216,7 +217,8 @@ class TrainConfig:
 
     ``batch_size`` is the global batch, split evenly over data-parallel workers.
     ``semi_supervised`` turns on the supervised phase on the labelled rows of the data;
-    without it no label is ever read in training.
+    without it no label is ever read in training. ``precision``, ``channels_last`` and
+    ``compile`` change how fast a step runs, not what it computes (``pixelgan.speed``).
     """
 
     epochs: int = 10
@@ -228,6 +230,9 @@ class TrainConfig:
     binarize: Binarize = "stochastic"
     semi_supervised: bool = False
     seed: int = 0
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _at_least("train.epochs", self.epochs, 1)
@@ -236,6 +241,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
+        _choice("train.precision", self.precision, typing.get_args(Precision))
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ class PixelCNNDecoder(nn.Module):
 
 
 def negative_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
-    """-log p(x|z) in nats per image, [B], from the decoder's logits."""
+    """-log p(x|z) in nats per image, [B], from the decoder's logits (in float32, whatever
+    precision they were computed in)."""
+    logits = logits.float()
     if logits.dim() == 4:
         nll = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
     else:

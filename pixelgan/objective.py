@@ -64,7 +64,8 @@ def _step(optimizer: Optimizer, loss: Tensor) -> Tensor:
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
-    """Binary cross-entropy summed over the prior's parts, averaged over the batch."""
+    """Binary cross-entropy summed over the prior's parts, averaged over the batch (float32)."""
+    logits = logits.float()
     loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
     return loss.sum(dim=1).mean()
 
@@ -101,7 +102,7 @@ def supervised_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor, labe
     logits = model.encoder(images).logits  # [B, categories]
     assert logits is not None, "supervised_phase needs a prior with categories"
     accuracy = (logits.detach().argmax(dim=1) == labels).to(logits.dtype).mean()
-    return {"sup_loss": _step(optimizer, F.cross_entropy(logits, labels)), "sup_acc": accuracy}
+    return {"sup_loss": _step(optimizer, F.cross_entropy(logits.float(), labels)), "sup_acc": accuracy}
 
 
 def train_step(

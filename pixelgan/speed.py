@@ -1,0 +1,53 @@
+"""Making the training step fast without changing what it computes.
+
+Three switches of ``TrainConfig``, each applied by wrapping the model's parts, so that the
+phases in ``objective`` stay as they are:
+
+- ``precision: bf16``: every part's forward runs under ``torch.autocast`` in bfloat16 (CPUs
+  with avx512_bf16 or AMX, and GPUs); the losses are computed in float32 from its outputs,
+  and the weights and optimizer states stay float32 (mixed precision, not a bf16 model);
+- ``channels_last``: weights and activations in NHWC, the layout oneDNN and cuDNN prefer;
+- ``compile``: ``torch.compile`` of each part (on a GPU with ``mode=reduce-overhead``, which
+  captures CUDA graphs: every training batch has the same shape).
+
+The causal convolutions already spend no FLOPs on masked-out taps (``layers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixelgan.config import TrainConfig
+from pixelgan.model import PixelGAN
+
+
+class Autocast(nn.Module):
+    """A part whose forward runs under autocast to ``dtype``."""
+
+    def __init__(self, module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = module
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.module(*args, **kwargs)
+
+
+def accelerated(model: PixelGAN, config: TrainConfig, device: torch.device) -> PixelGAN:
+    """A view of ``model`` (same parameters) whose parts run as ``config`` asks."""
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def wrap(part: nn.Module) -> nn.Module:
+        if config.precision == "bf16":
+            part = Autocast(part, device.type, torch.bfloat16)
+        if config.compile:
+            part = torch.compile(part, mode="reduce-overhead" if device.type == "cuda" else None)
+        return part
+
+    return model.with_parts(wrap) if config.precision != "fp32" or config.compile else model
