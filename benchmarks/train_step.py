@@ -30,6 +30,7 @@ MODES = {
     "bf16 + channels-last": {"precision": "bf16", "channels_last": True},
     "fp32 + compile": {"compile": True},
     "bf16 + compile": {"precision": "bf16", "compile": True},
+    "bf16 + channels-last + compile": {"precision": "bf16", "channels_last": True, "compile": True},
 }
 
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         base = base or seconds
         rate = flops / seconds / 1e9
         peak = f"{100 * rate / 1e3 / args.peak_tflops:.1f}%" if args.peak_tflops else "-"
-        rows.append([name, 1e3 * seconds, base / seconds, rate, peak, loss])
+        rows.append([name, 1e3 * seconds, base / seconds, rate, peak, f"{loss:.2f}"])
         print(f"{name}: {1e3 * seconds:.1f} ms a step, loss {loss:.2f}", flush=True)
     write_table(
         f"train_step-{args.profile}", device,
