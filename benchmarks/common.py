@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import yaml
 
-from pixelgan.config import ImageConfig, ModelConfig, PriorConfig, from_dict
+from pixelgan.config import ModelConfig, PriorConfig, from_dict
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 30)) -> ModelConfig:
     """The model sizes of conf/model/<profile>.yaml on 28x28 binarised MNIST."""
     sizes = yaml.safe_load((REPO / "conf" / "model" / f"{profile}.yaml").read_text())
-    return from_dict(ModelConfig, dict(sizes, image={"channels": 1, "height": 28, "width": 28}, prior=vars(prior) | {}))
+    return from_dict(ModelConfig, dict(sizes, image={"channels": 1, "height": 28, "width": 28}, prior=vars(prior)))
 
 
 def device_name(device: torch.device) -> str:

