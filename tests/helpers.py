@@ -14,6 +14,19 @@ from pixelgan.config import (
 )
 
 
+# The same shrunk model as `conf/` overrides, for the pipeline's stages.
+TINY_MODEL_OVERRIDES = [
+    "model.encoder.channels=[8,16]",
+    "model.encoder.hidden=32",
+    "model.encoder.noise_dim=4",
+    "model.decoder.channels=8",
+    "model.decoder.n_layers=2",
+    "model.decoder.head_channels=8",
+    "model.decoder.map_channels=4",
+    "model.discriminator.hidden=[16,16]",
+]
+
+
 def tiny_model_config(
     *,
     image: ImageConfig = ImageConfig(1, 8, 8),

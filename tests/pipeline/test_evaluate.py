@@ -16,19 +16,13 @@ from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.model import PixelGAN
+from tests.helpers import TINY_MODEL_OVERRIDES
 
 TINY = [
     "dataset=digits",
     "prior=categorical",
     "prior.dim=10",
-    "model.encoder.channels=[8,16]",
-    "model.encoder.hidden=32",
-    "model.encoder.noise_dim=4",
-    "model.decoder.channels=8",
-    "model.decoder.n_layers=2",
-    "model.decoder.head_channels=8",
-    "model.decoder.map_channels=4",
-    "model.discriminator.hidden=[16,16]",
+    *TINY_MODEL_OVERRIDES,
     "eval.samples=24",
     "eval.posterior_draws=2",
     "eval.kmeans_restarts=1",

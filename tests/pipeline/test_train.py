@@ -18,6 +18,7 @@ from pixelgan.checkpoint import model_from_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import Callback
+from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
 
 TINY = [
@@ -25,14 +26,7 @@ TINY = [
     "prior=categorical_gaussian",
     "prior.dim=10",
     "prior.style_dim=2",
-    "model.encoder.channels=[8,16]",
-    "model.encoder.hidden=32",
-    "model.encoder.noise_dim=4",
-    "model.decoder.channels=8",
-    "model.decoder.n_layers=2",
-    "model.decoder.head_channels=8",
-    "model.decoder.map_channels=4",
-    "model.discriminator.hidden=[16,16]",
+    *TINY_MODEL_OVERRIDES,
     "train.epochs=2",
     "train.batch_size=64",
     "train.num_workers=2",
