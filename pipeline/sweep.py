@@ -30,16 +30,11 @@ from typing import Any
 import yaml
 
 from pipeline._config import Paths, TrainSpec, load_params, train_spec, with_overrides
-from pipeline.train import FINISHED, fit_on_ray
+from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
-
-
-# What a trial's driver asks for: next to nothing (Tune refuses nothing). Its workers ask for
-# that much less, so that a trial needs whole cores and two 1-core trials fill 2 cores.
-DRIVER_CPU = 0.01
 
 
 @dataclass(frozen=True)
@@ -100,9 +95,8 @@ class SweepConfig:
 
 def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
     """Check every trial's full spec on the driver, before any trial starts."""
-    cpus = float(params["train"]["cpus_per_worker"]) - DRIVER_CPU / sweep.num_workers
-    base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers, "train.cpus_per_worker": cpus}
-    return [train_spec(with_overrides(params, base | point, "sweep")) for point in sweep.points()]
+    base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers}
+    return [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -143,7 +137,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
         return tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
-    per_trial = round(DRIVER_CPU + sweep.num_workers * specs[0].scaling.cpus_per_worker, 6)  # whole cores
+    per_trial = cores_needed(specs[0])  # whole cores
     room = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
     scheduler = None
     if sweep.scheduler == "asha":

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pipeline._config import TrainSpec, load_params, run_params, train_spec
+from pipeline._config import TrainSpec, load_params, run_params, train_spec, with_overrides
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, resume, rng_state, set_rng_state
 from pixelgan.config import ConfigError
 from pixelgan.data import ImageDataset
@@ -54,6 +54,11 @@ from pixelgan.objective import build_optimizers
 from pixelgan.speed import accelerated
 
 FINISHED = "FINISHED"
+
+# What a driver running inside Ray (a sweep trial, a run of the runs stage) asks for: next to
+# nothing. Its workers ask for that much less, so that a driver and its workers together need
+# whole cores, and two 1-core jobs fill 2 cores.
+DRIVER_CPU = 0.01
 
 
 class ReportToRay(EpochCheckpoints):
@@ -117,7 +122,7 @@ def train_worker(config: dict[str, Any]) -> None:
     spec = TrainSpec.from_dict(config["spec"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
+    torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
     device = ray.train.torch.get_device()
 
     torch.manual_seed(spec.train.seed)  # the same initial weights on every worker
@@ -234,21 +239,68 @@ def train(spec: TrainSpec, output: str) -> dict[str, float]:
     return metrics
 
 
+def cores_needed(spec: TrainSpec) -> float:
+    """CPUs a driver inside Ray and its workers hold together."""
+    return round(DRIVER_CPU + spec.scaling.num_workers * spec.scaling.cpus_per_worker, 6)
+
+
+def startable(pending: list[TrainSpec], in_use: float, capacity: float) -> list[int]:
+    """Which pending jobs start now, in order: each that fits beside those running (first
+    fit). One always starts on an idle cluster, so a job larger than the cluster queues in
+    Ray rather than never starting."""
+    chosen = []
+    for index, spec in enumerate(pending):
+        if in_use == 0 or in_use + cores_needed(spec) <= capacity + 1e-6:
+            chosen.append(index)
+            in_use += cores_needed(spec)
+    return chosen
+
+
+def train_concurrently(jobs: list[tuple[TrainSpec, str]]) -> None:
+    """Train every (spec, output) with each driver as a Ray task, as many at once as the
+    cluster has CPUs for, longest first. Ray's fixed cost per TorchTrainer (about 40 s here)
+    then overlaps with another job's training instead of adding up."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    capacity = ray.cluster_resources().get("CPU", 1)
+    remote_train = ray.remote(num_cpus=DRIVER_CPU)(train)
+    pending = sorted(jobs, key=lambda job: job[0].train.epochs * cores_needed(job[0]), reverse=True)
+    running: dict[Any, float] = {}
+    while pending or running:
+        for index in reversed(startable([spec for spec, _ in pending], sum(running.values()), capacity)):
+            spec, output = pending.pop(index)
+            running[remote_train.remote(spec, output)] = cores_needed(spec)
+        (done,), _ = ray.wait(list(running), num_returns=1)
+        ray.get(done)  # a failed run fails the stage, with its error
+        del running[done]
+
+
+def driver_in_ray(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each worker's CPUs less its share of the driver's (see DRIVER_CPU)."""
+    workers = params["train"]["num_workers"]
+    return with_overrides(params, {"train.cpus_per_worker": float(params["train"]["cpus_per_worker"]) - DRIVER_CPU / workers})
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
-    model in ``runs`` (the runs stage), one after another in one Ray session."""
+    model in ``runs`` (the runs stage), as many at once as the cluster has room for."""
     args = list(sys.argv[1:] if argv is None else argv)
     every_run = "--runs" in args
-    overrides = [arg for arg in args if arg != "--runs"]
     try:
-        params = load_params(overrides)
-        names = list(params.get("runs") or {}) if every_run else []
-        specs = [train_spec(run_params(params, name)) for name in names] if every_run else [train_spec(params)]
+        params = load_params([arg for arg in args if arg != "--runs"])
+        if every_run:
+            runs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
+        else:
+            spec = train_spec(params)
     except (ConfigError, DataFormatError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
-    for name, spec in zip(names or ["train"], specs):
-        train(spec, f"runs/{name}" if every_run else name)
+    if every_run:
+        train_concurrently(runs)
+    else:
+        train(spec, "train")
     return 0
 
 

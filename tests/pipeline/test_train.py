@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline._config import REPO, load_params, train_spec
-from pipeline.train import FINISHED, final_state, fit_on_ray, main
+from pipeline._config import REPO, load_params, run_params, train_spec
+from pipeline.train import FINISHED, final_state, fit_on_ray, main, startable
 from pixelgan.checkpoint import model_from_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
@@ -150,3 +150,34 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
+
+
+def test_runs_start_while_their_workers_fit_beside_the_running_ones(digits: Path, tmp_path: Path) -> None:
+    params = load_params(overrides(tmp_path, digits))
+    one_core = train_spec(params | {"train": dict(params["train"], num_workers=1, cpus_per_worker=0.99)})
+    two_cores = train_spec(params | {"train": dict(params["train"], num_workers=2, cpus_per_worker=0.995)})
+    assert startable([one_core, one_core, one_core], in_use=0, capacity=2) == [0, 1]
+    assert startable([one_core, one_core], in_use=1, capacity=2) == [0]
+    assert startable([two_cores, one_core], in_use=1, capacity=2) == [1], "first fit passes over a job too big for now"
+    assert startable([two_cores], in_use=1, capacity=2) == []
+    assert startable([two_cores], in_use=0, capacity=1) == [0], "an idle cluster always starts one, which Ray queues"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_runs_stage_trains_every_named_run_at_once(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+    """Two runs of one 1-core worker each on the 4-CPU cluster: both train, each with its own
+    changes, and each writes its model and metrics."""
+    chosen = overrides(tmp_path, digits) + ["train.semi_supervised=false", "~runs.pixelcnn", "~runs.aae"]
+    assert main(["--runs", *chosen]) == 0
+    params = load_params(chosen)
+    assert set(params["runs"]) == {"semi_supervised", "gaussian"}
+    for name in params["runs"]:
+        state = torch.load(tmp_path / f"models/runs/{name}.pt", weights_only=True)
+        wanted = train_spec(run_params(params, name))
+        assert model_from_checkpoint(state).config.prior == wanted.model.prior
+        assert state["train_config"]["semi_supervised"] == wanted.train.semi_supervised
+        metrics = json.loads((tmp_path / f"metrics/runs/{name}.json").read_text())
+        assert METRICS - {"sup_loss", "sup_acc"} <= set(metrics) and metrics["epochs"] == wanted.train.epochs
+    (semi_run,) = (tmp_path / "runs").glob("train-digits-categorical_gaussian-*")
+    assert (semi_run / FINISHED).exists()
