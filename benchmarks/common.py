@@ -4,36 +4,26 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from pixelgan.config import ModelConfig, PriorConfig, from_dict
+from pixelgan import profiles
+from pixelgan.config import ImageConfig, ModelConfig, PriorConfig
+from pixelgan.speed import device_name
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+MNIST = ImageConfig(channels=1, height=28, width=28)
 
 
 def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 30)) -> ModelConfig:
     """The model sizes of conf/model/<profile>.yaml on 28x28 binarised MNIST."""
-    sizes = yaml.safe_load((REPO / "conf" / "model" / f"{profile}.yaml").read_text())
-    return from_dict(ModelConfig, dict(sizes, image={"channels": 1, "height": 28, "width": 28}, prior=vars(prior)))
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model} ({os.cpu_count()} cores), {torch.get_num_threads()} threads"
+    return profiles.model_config(profile, prior, MNIST)
 
 
 def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:

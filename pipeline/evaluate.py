@@ -39,14 +39,7 @@ from pixelgan.data import ImageDataset, data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
 from pixelgan.engine import evaluate as nll_given_codes
-from pixelgan.evaluation import (
-    classification_error,
-    clustering_error,
-    labels_by_best_example,
-    labels_by_majority,
-    likelihood_units,
-    posterior_categories,
-)
+from pixelgan.evaluation import category_scores, clustering_report, likelihood_units
 from pixelgan.figures import by_category, draw, global_local, reconstructions, save_grid
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
@@ -65,15 +58,6 @@ class Split:
         self.labels = torch.from_numpy(split.labels)
 
 
-def clustering_scores(scores: torch.Tensor, test_scores: torch.Tensor, validation: Split, test: Split) -> dict[str, float]:
-    """Test error under the paper's rule and the majority vote, both from the validation split."""
-    return {
-        "error_paper_rule": clustering_error(test_scores, test.labels, labels_by_best_example(scores, validation.labels)),
-        "error_majority": clustering_error(test_scores, test.labels, labels_by_majority(scores, validation.labels)),
-        "clusters_used": int(test_scores.argmax(1).unique().numel()),
-    }
-
-
 def kmeans_baseline(train: Split, validation: Split, test: Split, clusters: int, config: EvalConfig) -> dict[str, float]:
     """k-means on raw pixels with as many clusters, scored by the same rules (score: -distance)."""
     from sklearn.cluster import KMeans
@@ -83,7 +67,7 @@ def kmeans_baseline(train: Split, validation: Split, test: Split, clusters: int,
 
     kmeans = KMeans(clusters, n_init=config.kmeans_restarts, random_state=config.seed).fit(pixels(train))
     scores, test_scores = (torch.from_numpy(-kmeans.transform(pixels(s))) for s in (validation, test))
-    return clustering_scores(scores, test_scores, validation, test)
+    return clustering_report(scores, validation.labels, test_scores, test.labels)
 
 
 def score_model(
@@ -98,12 +82,8 @@ def score_model(
     scores["nll_other_code_nats"] = nll["nll_other_code"]
     categories = model.config.prior.categories
     if categories:
-        q_val = posterior_categories(model, validation.images, config.posterior_draws)
-        q_test = posterior_categories(model, test.images, config.posterior_draws)
-        if semi_supervised:
-            scores["test_error"] = classification_error(q_test, test.labels)
-        else:
-            scores["clustering"] = clustering_scores(q_val, q_test, validation, test)
+        splits = (validation.images, validation.labels), (test.images, test.labels)
+        scores |= category_scores(model, *splits, config.posterior_draws, semi_supervised)
     generator = torch.Generator().manual_seed(config.seed)
     z = model.prior.sample(config.samples, generator)
     samples = sample(model.decoder, z, generator)

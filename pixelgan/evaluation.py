@@ -64,6 +64,28 @@ def classification_error(scores: Tensor, labels: Tensor) -> float:
     return float((scores.argmax(dim=1) != labels).double().mean())
 
 
+def clustering_report(val_scores: Tensor, val_labels: Tensor, test_scores: Tensor, test_labels: Tensor) -> dict[str, float]:
+    """Test error under the paper's rule and under the majority vote, the clusters' labels
+    taken from the validation split, and how many clusters the test set uses."""
+    return {
+        "error_paper_rule": clustering_error(test_scores, test_labels, labels_by_best_example(val_scores, val_labels)),
+        "error_majority": clustering_error(test_scores, test_labels, labels_by_majority(val_scores, val_labels)),
+        "clusters_used": int(test_scores.argmax(1).unique().numel()),
+    }
+
+
+def category_scores(
+    model: PixelGAN, validation: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], draws: int, semi_supervised: bool
+) -> dict[str, object]:
+    """Table 1's score of a model with categories, from (data-form images, labels) splits:
+    the categorical head's test error for a semi-supervised model, else the clustering error."""
+    q_test = posterior_categories(model, test[0], draws)
+    if semi_supervised:
+        return {"test_error": classification_error(q_test, test[1])}
+    q_val = posterior_categories(model, validation[0], draws)
+    return {"clustering": clustering_report(q_val, validation[1], q_test, test[1])}
+
+
 def likelihood_units(nats_per_image: float, dims: int, binary: bool) -> dict[str, float]:
     """NLL in the field's units: nats per image for binarised data, bits per dimension for
     8-bit data (``dims`` = C * H * W)."""

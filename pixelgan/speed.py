@@ -15,6 +15,9 @@ The causal convolutions already spend no FLOPs on masked-out taps (``layers``).
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,3 +54,15 @@ def accelerated(model: PixelGAN, config: TrainConfig, device: torch.device) -> P
         return part
 
     return model.with_parts(wrap) if config.precision != "fp32" or config.compile else model
+
+
+def device_name(device: torch.device) -> str:
+    """The machine's name for result tables: the GPU's, or the CPU's model and cores."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model} ({os.cpu_count()} cores), {torch.get_num_threads()} threads"

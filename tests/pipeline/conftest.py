@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from pipeline._config import REPO
+from pixelgan.config import DatasetConfig
+from pixelgan.data.prepare import prepare_dataset
 
 
 # Set before anything in this process imports Ray (its constants are read at import):
@@ -79,3 +81,11 @@ def ray_cluster() -> Iterator[Cluster]:
         else:
             os.environ["RAY_ADDRESS"] = previous
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding scikit-learn's digits, prepared (180 validation, 180 test)."""
+    data = tmp_path_factory.mktemp("data")
+    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), data / "digits", data / "raw")
+    return data

@@ -17,7 +17,7 @@ from pipeline._config import load_params
 from pipeline.sweep import SweepConfig, run_sweep, trial_specs
 from pixelgan.config import ConfigError, from_dict
 from tests.pipeline.conftest import Cluster
-from tests.pipeline.test_train import TINY, digits, overrides  # noqa: F401 (digits is a fixture)
+from tests.pipeline.test_train import overrides
 
 SWEEP = [
     "train.semi_supervised=false",

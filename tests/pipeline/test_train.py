@@ -15,8 +15,6 @@ import torch
 from pipeline._config import REPO, load_params, run_params, train_spec
 from pipeline.train import FINISHED, final_state, fit_on_ray, main, startable
 from pixelgan.checkpoint import model_from_checkpoint
-from pixelgan.config import DatasetConfig
-from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import Callback
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
@@ -33,13 +31,6 @@ TINY = [
     "train.semi_supervised=true",
 ]
 METRICS = {"nll", "d_loss", "g_loss", "sup_loss", "sup_acc", "val_nll", "val_nll_other_code", "epoch_time_s"}
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("data")
-    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), data / "digits", data / "raw")
-    return data
 
 
 def overrides(root: Path, data: Path) -> list[str]:

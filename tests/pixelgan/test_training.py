@@ -1,17 +1,19 @@
-"""Short real trainings on the embedded MNIST-5k: the decoder uses z, and the CLI run resumes."""
+"""Short real trainings: the decoder uses z; the one-process run resumes and scores prepared data."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pixelgan.__main__ import main
+from pixelgan.__main__ import labelled_rows, load_splits, main
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import (
+    DatasetConfig,
     DecoderConfig,
     DiscriminatorConfig,
     EncoderConfig,
@@ -20,6 +22,7 @@ from pixelgan.config import (
     TrainConfig,
 )
 from pixelgan.data import ImageDataset
+from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
@@ -57,7 +60,8 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
     assert run(tmp_path, "--epochs", "1") == 0
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {"nll", "d_loss", "g_loss", "val_nll", "val_nll_other_code", "wall_time_s"} <= set(metrics)
+    assert {"nll", "d_loss", "g_loss", "val_nll", "val_nll_other_code", "epoch_time_s"} <= set(metrics["last_epoch"])
+    assert metrics["epochs"] == 1 and metrics["profile"] == "cpu" and metrics["device"]
     # A longer run with other settings in the same folder is refused, naming the checkpoint ...
     assert run(tmp_path, "--epochs", "2", "--dim", "5") == 2
     assert "checkpoint.pt belongs to a run with other settings" in capsys.readouterr().err
@@ -74,15 +78,68 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_the_cli_run_draws_samples_from_the_prior(tmp_path: Path) -> None:
+def test_a_time_limit_ends_the_call_after_an_epoch_and_the_next_call_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, "--epochs", "3", "--time-limit", "1e-9") == 0
+    assert "stopped after epoch 1/3" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    assert not (tmp_path / "metrics.json").exists(), "an unfinished run is not marked done"
+    assert run(tmp_path, "--epochs", "3") == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_the_cli_run_draws_a_figure_from_the_prior(tmp_path: Path) -> None:
     assert main(["--out", str(tmp_path), "--limit", "64", "--epochs", "1", "--samples", "2"]) == 0
     from PIL import Image
 
-    grid = Image.open(tmp_path / "samples.png")
-    assert grid.size[1] == 28 + 2  # one row of 28x28 images with a 1-pixel border
+    grid = Image.open(tmp_path / "figure.png")
+    assert grid.size == (2 * 29 + 1, 10 * 29 + 1), "the global/local grid: 10 codes, 2 draws each"
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path), "--limit", "10", "--batch-size", "64"]) == 2
-    assert "train.batch_size=64 is more than the 10 training images" in capsys.readouterr().err
+    assert "--batch-size 64 is more than the 10 training images" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def prepared_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "digits", root / "raw")
+    return root / "digits"
+
+
+def digits_run(out: Path, data: Path, *args: str) -> int:
+    return main(["--out", str(out), "--data", str(data), "--prior", "categorical", "--dim", "10",
+                 "--epochs", "1", "--samples", "0", "--posterior-draws", "2", *args])
+
+
+@pytest.mark.slow
+def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, tmp_path: Path) -> None:
+    assert digits_run(tmp_path / "clusters", prepared_digits) == 0
+    clusters = json.loads((tmp_path / "clusters/metrics.json").read_text())
+    assert clusters["data"] == str(prepared_digits) and clusters["labels"] == 0
+    assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
+    assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
+    assert digits_run(tmp_path / "labels", prepared_digits, "--labels", "50") == 0
+    semi = json.loads((tmp_path / "labels/metrics.json").read_text())
+    assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
+    assert semi["last_epoch"]["sup_acc"] >= 0
+
+
+def test_fewer_labels_are_a_nested_class_balanced_subset(prepared_digits: Path) -> None:
+    splits = load_splits(prepared_digits, seed=0)
+    chosen = {count: labelled_rows(splits, count, 10, seed=0) for count in (20, 50, 100)}
+    for count, rows in chosen.items():
+        assert np.bincount(splits.train[1].numpy()[rows], minlength=10).tolist() == [count // 10] * 10
+        assert splits.labelled[rows].all()
+    assert set(chosen[20]) <= set(chosen[50]) <= set(chosen[100])
+
+
+@pytest.mark.parametrize("labels,message", [("15", "--labels 15: must be a multiple of the 10 classes"),
+                                            ("200", "at most the 100 labelled rows")])
+def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, labels: str, message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert digits_run(tmp_path, prepared_digits, "--labels", labels) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()

@@ -1,0 +1,119 @@
+"""The paper's MNIST column beside ours: ``python -m pipeline.paper runs/paper``.
+
+Reads every ``<runs>/<name>/metrics.json`` that ``python -m pixelgan --data data/mnist ...``
+wrote (on this machine or a GPU one), and writes ``results/paper/table.md`` and
+``table.csv`` (a row per run: device, data, profile, seed, epochs, training time, its metric
+beside the paper's) and a summary over seeds, with each run's figure copied beside them.
+The paper's figures are those of ../shared/paper/facts.md: Table 1's PixelGAN row (5.27 is
+confirmed, the rest recalled) and the PixelCNN NLL of van den Oord et al. (confirmed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from pixelgan.io import atomic_path
+
+# (prior, categories or dims, labels, conditioning) -> (what is measured, the paper's figure)
+PAPER = {
+    ("categorical", 30, 0): ("clustering error %, 30 categories", "5.27 ±1.81"),
+    ("categorical", 10, 100): ("test error %, 100 labels", "1.08 ±0.15"),
+    ("categorical_gaussian", 10, 100): ("test error %, 100 labels", "1.08 ±0.15"),
+    ("categorical", 10, 50): ("test error %, 50 labels", "1.16 ±0.17"),
+    ("categorical_gaussian", 10, 50): ("test error %, 50 labels", "1.16 ±0.17"),
+    ("categorical", 10, 20): ("test error %, 20 labels", "12.08 ±5.50"),
+    ("categorical_gaussian", 10, 20): ("test error %, 20 labels", "12.08 ±5.50"),
+}
+PIXELCNN_NLL = "81.30 (PixelCNN, van den Oord et al.)"
+COLUMNS = ["run", "measures", "ours", "paper", "test NLL (nats)", "device", "data", "profile", "prior", "seed", "epochs", "train time (min)"]
+
+
+def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
+    """What a run measures, our figure (percent, or NLL) and the paper's."""
+    test = run.get("test", {})
+    key = (run["prior"], run["dim"], run["labels"])
+    if key in PAPER:
+        what, paper = PAPER[key]
+        value = test.get("test_error") if run["labels"] else test.get("clustering", {}).get("error_paper_rule")
+        return what, None if value is None else 100 * value, paper
+    if run.get("conditioning") == "none":
+        return "test NLL, plain PixelCNN", test.get("nll_nats"), PIXELCNN_NLL
+    return f"test NLL, {run['prior']} {run['dim']}", test.get("nll_nats"), "Figure 2 (no number)"
+
+
+def rows(runs: Path) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(runs.glob("*/metrics.json")):
+        run = json.loads(path.read_text())
+        what, ours, paper = metric(run)
+        found.append({
+            "run": path.parent.name, "measures": what, "ours": ours, "paper": paper,
+            "test NLL (nats)": run.get("test", {}).get("nll_nats"), "device": run["device"],
+            "data": Path(run["data"]).name, "profile": run["profile"],
+            "prior": f"{run['prior']} {run['dim']}" + (f", {run['conditioning']}" if run.get("conditioning") else ""),
+            "seed": run["seed"], "epochs": run["epochs"], "train time (min)": run["train_time_s"] / 60,
+        })
+    return found
+
+
+def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± std of ``ours`` over runs that measure the same thing with the same profile and epochs."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in table:
+        groups.setdefault((row["measures"], row["profile"], row["data"], row["epochs"], row["device"]), []).append(row)
+    summary = []
+    for (what, profile, data, epochs, device), members in groups.items():
+        values = [row["ours"] for row in members if row["ours"] is not None]
+        spread = f" ±{statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        summary.append({"measures": what, "ours": f"{statistics.mean(values):.2f}{spread}" if values else "n/a",
+                        "seeds": len(values), "paper": members[0]["paper"], "profile": profile, "data": data,
+                        "epochs": epochs, "device": device})
+    return summary
+
+
+def markdown(table: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in table]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.paper", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, help="a folder of python -m pixelgan run folders")
+    parser.add_argument("--out", type=Path, default=Path("results/paper"))
+    args = parser.parse_args(argv)
+    table = rows(args.runs)
+    if not table:
+        print(f"paper: error: {args.runs}: no <run>/metrics.json (python -m pixelgan --out {args.runs}/<name> writes one)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = over_seeds(table)
+    text = ("# The paper's MNIST column beside ours\n\n## Over seeds\n\n"
+            + markdown(summary, ["measures", "ours", "seeds", "paper", "profile", "data", "epochs", "device"])
+            + "\n## Every run\n\n" + markdown(table, COLUMNS))
+    with atomic_path(args.out / "table.md") as tmp:
+        Path(tmp).write_text(text)
+    import pyarrow as pa
+    import pyarrow.csv
+
+    with atomic_path(args.out / "table.csv") as tmp:
+        pyarrow.csv.write_csv(pa.Table.from_pylist(table), tmp)
+    for row in table:
+        figure = args.runs / row["run"] / "figure.png"
+        if figure.is_file():
+            with atomic_path(args.out / f"{row['run']}.png") as tmp:
+                shutil.copyfile(figure, tmp)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
