@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prior", default="gaussian", help="gaussian | categorical | categorical_gaussian")
     parser.add_argument("--dim", type=int, default=2, help="latent size: Gaussian dims or categories")
     parser.add_argument("--conditioning", help="location_independent | location_dependent | none (default: the profile's)")
+    parser.add_argument("--autoregressive", action=argparse.BooleanOptionalAction,
+                        help="--no-autoregressive: a decoder that reads no pixel, the AAE (location_dependent)")
     parser.add_argument("--labels", type=int, default=0,
                         help="semi-supervised on this many of the prepared labelled rows, class-balanced (0: unsupervised)")
     parser.add_argument("--epochs", type=int, help="default: the profile's")
@@ -106,7 +108,8 @@ def labelled_rows(splits: Splits, count: int, classes: int, seed: int) -> np.nda
 
 
 def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
-    decoder = {"conditioning": args.conditioning} if args.conditioning else {}
+    given_decoder = {"conditioning": args.conditioning, "autoregressive": args.autoregressive}
+    decoder = {key: value for key, value in given_decoder.items() if value is not None}
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, **decoder)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
              "channels_last": args.channels_last, "compile": args.compile}
@@ -207,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     metrics: dict[str, Any] = {
         "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
-        "conditioning": model_config.decoder.conditioning, "seed": args.seed, "epochs": state["epoch"],
+        "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
+        "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],
     }

@@ -143,3 +143,9 @@ def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, lab
     assert digits_run(tmp_path, prepared_digits, "--labels", labels) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_the_aae_baseline_needs_the_location_dependent_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path), "--no-autoregressive", "--conditioning", "location_independent"]) == 2
+    assert "decoder.autoregressive" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()

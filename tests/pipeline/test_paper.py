@@ -1,0 +1,45 @@
+"""The paper-column table: run folders as `python -m pixelgan` writes them, in; Markdown and CSV out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.csv
+import pytest
+
+from pipeline import paper
+
+
+def write_run(runs: Path, name: str, **fields: object) -> None:
+    run = {"device": "test CPU", "data": "data/mnist", "profile": "cpu", "prior": "categorical", "dim": 30,
+           "labels": 0, "conditioning": "location_independent", "autoregressive": True, "seed": 0,
+           "epochs": 4, "train_time_s": 600.0, "test": {"nll_nats": 80.0}} | fields
+    (runs / name).mkdir(parents=True)
+    (runs / name / "metrics.json").write_text(json.dumps(run))
+
+
+def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    for seed, error in enumerate([0.20, 0.30]):
+        write_run(runs, f"clustering-seed{seed}", seed=seed, test={"nll_nats": 80.0, "clustering": {"error_paper_rule": error}})
+    write_run(runs, "semi-20", prior="categorical_gaussian", dim=10, labels=20, test={"nll_nats": 81.0, "test_error": 0.5})
+    write_run(runs, "pixelcnn", prior="gaussian", dim=2, conditioning="none", test={"nll_nats": 90.5})
+    write_run(runs, "aae", prior="gaussian", dim=2, conditioning="location_dependent", autoregressive=False, test={"nll_nats": 199.0})
+    (runs / "semi-20" / "figure.png").write_bytes(b"png")
+    assert paper.main([str(runs), "--out", str(out)]) == 0
+
+    rows = {row["run"]: row for row in pyarrow.csv.read_csv(out / "table.csv").to_pylist()}
+    assert rows["clustering-seed1"]["ours"] == pytest.approx(30.0) and rows["clustering-seed1"]["paper"] == "5.27 ±1.81"
+    assert rows["semi-20"]["ours"] == pytest.approx(50.0) and rows["semi-20"]["paper"] == "12.08 ±5.50"
+    assert rows["pixelcnn"]["measures"] == "test NLL, plain PixelCNN" and rows["pixelcnn"]["ours"] == pytest.approx(90.5)
+    assert rows["aae"]["measures"].startswith("test NLL, AAE")
+    text = (out / "table.md").read_text()
+    assert "| clustering error %, 30 categories | 25.00 ±7.07 | 2 | 5.27 ±1.81 |" in text
+    assert (out / "semi-20.png").read_bytes() == b"png" and not (out / "aae.png").exists()
+
+
+def test_a_folder_without_runs_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert paper.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path}: no <run>/metrics.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
