@@ -73,7 +73,8 @@ def train_one_epoch(
     for index, batch in enumerate(batches):
         extra = None if labelled is None else _to(next(labelled), device)
         for name, value in train_step(model, optimizers, _to(batch, device), extra).items():
-            sums[name] = sums.get(name, 0.0) + value
+            # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
+            sums[name] = sums.get(name, 0.0) + value.detach().double()
             counts[name] = counts.get(name, 0) + 1
         for callback in callbacks:
             callback.on_batch_end(epoch, index)

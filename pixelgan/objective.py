@@ -101,7 +101,7 @@ def supervised_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor, labe
     """Cross-entropy of the categorical head on a batch of labelled images."""
     logits = model.encoder(images).logits  # [B, categories]
     assert logits is not None, "supervised_phase needs a prior with categories"
-    accuracy = (logits.detach().argmax(dim=1) == labels).to(logits.dtype).mean()
+    accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()  # float32 even under bf16 autocast
     return {"sup_loss": _step(optimizer, F.cross_entropy(logits.float(), labels)), "sup_acc": accuracy}
 
 

@@ -116,3 +116,21 @@ def test_a_train_step_reports_every_phase_it_ran() -> None:
 
 def test_a_gaussian_prior_has_no_supervised_optimizer() -> None:
     assert build_optimizers(make_model(PRIORS[0]), TrainConfig()).supervised is None
+
+
+def test_an_epochs_mean_counts_every_step_of_a_bf16_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bf16 running sum of per-step accuracies stops growing at 256 (0.33 for a perfect
+    781-step epoch): the epoch mean must be summed wider, and the accuracy made in float32."""
+    from pixelgan import engine
+
+    steps = 781
+    monkeypatch.setattr(engine, "train_step", lambda *args: {"sup_acc": torch.tensor(1.0, dtype=torch.bfloat16)})
+    batches = [Batch(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long))] * steps
+    model = PixelGAN(tiny_model_config())
+    assert engine.train_one_epoch(model, build_optimizers(model, TrainConfig()), batches, "cpu") == {"sup_acc": 1.0}
+
+    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical", 10)))
+    images, labels = (torch.rand(4, 1, 8, 8) > 0.5).float(), torch.arange(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = supervised_phase(model, build_optimizers(model, TrainConfig()).supervised, images, labels)
+    assert metrics["sup_acc"].dtype == torch.float32
