@@ -29,6 +29,12 @@ TINY = [
     "train.batch_size=64",
     "train.num_workers=2",
     "train.semi_supervised=true",
+    # fp32 eager: a run resumed after a kill matches the unbroken run bit for bit. Under the CPU
+    # profile's bf16 autocast + channels-last it did not in 4 of 6 runs on an idle machine
+    # (resumed epoch-2 NLL 38.474 against 38.452, from the same epoch-1 checkpoint and RNG
+    # states; the cause is not pinned down), so bit-exact resume is claimed, and tested, in fp32.
+    "train.precision=fp32",
+    "train.channels_last=false",
 ]
 METRICS = {"nll", "d_loss", "g_loss", "sup_loss", "sup_acc", "val_nll", "val_nll_other_code", "epoch_time_s"}
 
