@@ -246,8 +246,8 @@ def cores_needed(spec: TrainSpec) -> float:
 
 def startable(pending: list[TrainSpec], in_use: float, capacity: float) -> list[int]:
     """Which pending jobs start now, in order: each that fits beside those running (first
-    fit). One always starts on an idle cluster, so a job larger than the cluster queues in
-    Ray rather than never starting."""
+    fit). One always starts on an idle cluster, so a job larger than the cluster meets Ray
+    Train's own resource error, as it would alone, rather than waiting here forever."""
     chosen = []
     for index, spec in enumerate(pending):
         if in_use == 0 or in_use + cores_needed(spec) <= capacity + 1e-6:
