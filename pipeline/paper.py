@@ -49,6 +49,14 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
     return f"test NLL, {run['prior']} {run['dim']}", test.get("nll_nats"), "Figure 2 (no number)"
 
 
+def prior_text(run: dict[str, Any]) -> str:
+    """The prior, its size, the decoder's conditioning and, with categories, the code's form."""
+    parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
+    if run["prior"] != "gaussian":
+        parts.append(f"{run['categorical_code']} code" if "categorical_code" in run else None)
+    return ", ".join(part for part in parts if part)
+
+
 def rows(runs: Path) -> list[dict[str, Any]]:
     found = []
     for path in sorted(runs.glob("*/metrics.json")):
@@ -58,24 +66,26 @@ def rows(runs: Path) -> list[dict[str, Any]]:
             "run": path.parent.name, "measures": what, "ours": ours, "paper": paper,
             "test NLL (nats)": run.get("test", {}).get("nll_nats"), "device": run["device"],
             "data": Path(run["data"]).name, "profile": run["profile"],
-            "prior": f"{run['prior']} {run['dim']}" + (f", {run['conditioning']}" if run.get("conditioning") else ""),
+            "prior": prior_text(run),
             "seed": run["seed"], "epochs": run["epochs"], "train time (min)": run["train_time_s"] / 60,
         })
     return found
 
 
 def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std of ``ours`` over runs that measure the same thing with the same profile and epochs."""
+    """Mean ± std of ``ours`` over the seeds of one set-up (measure, prior, profile, data,
+    device); runs stopped by a time limit may differ in epochs, shown as their range."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in table:
-        groups.setdefault((row["measures"], row["profile"], row["data"], row["epochs"], row["device"]), []).append(row)
+        groups.setdefault((row["measures"], row["prior"], row["profile"], row["data"], row["device"]), []).append(row)
     summary = []
-    for (what, profile, data, epochs, device), members in groups.items():
+    for (what, prior, profile, data, device), members in groups.items():
         values = [row["ours"] for row in members if row["ours"] is not None]
         spread = f" ±{statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        low, high = min(row["epochs"] for row in members), max(row["epochs"] for row in members)
         summary.append({"measures": what, "ours": f"{statistics.mean(values):.2f}{spread}" if values else "n/a",
-                        "seeds": len(values), "paper": members[0]["paper"], "profile": profile, "data": data,
-                        "epochs": epochs, "device": device})
+                        "seeds": len(values), "paper": members[0]["paper"], "prior": prior, "profile": profile,
+                        "data": data, "epochs": str(low) if low == high else f"{low}–{high}", "device": device})
     return summary
 
 
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = over_seeds(table)
     text = ("# The paper's MNIST column beside ours\n\n## Over seeds\n\n"
-            + markdown(summary, ["measures", "ours", "seeds", "paper", "profile", "data", "epochs", "device"])
+            + markdown(summary, ["measures", "ours", "seeds", "paper", "prior", "profile", "data", "epochs", "device"])
             + "\n## Every run\n\n" + markdown(table, COLUMNS))
     with atomic_path(args.out / "table.md") as tmp:
         Path(tmp).write_text(text)

@@ -4,7 +4,7 @@ Trains with the same ``fit`` that the Ray workers call, on the embedded MNIST-5k
 prepared data set (``--data data/mnist``, the prepare stage's Parquet splits), with the model
 and training sizes of a profile in conf/ (``--profile cpu|paper``). It saves a checkpoint
 every epoch and resumes from it, so a run longer than one sitting is the same command run
-again (``--time-limit`` ends a call cleanly after the epoch that crosses it). When the run
+again (``--time-limit`` ends a call cleanly before an epoch that would end past it). When the run
 is done it scores the test split: NLL, and for a categorical prior the paper's clustering
 error or, with ``--labels``, the semi-supervised test error; it writes ``metrics.json``
 and figures. Needs torch, torchvision, numpy, pyarrow and PyYAML only, so it runs unchanged
@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prior", default="gaussian", help="gaussian | categorical | categorical_gaussian")
     parser.add_argument("--dim", type=int, default=2, help="latent size: Gaussian dims or categories")
     parser.add_argument("--conditioning", help="location_independent | location_dependent | none (default: the profile's)")
+    parser.add_argument("--categorical-code", help="softmax | one_hot (straight-through), default: the profile's")
     parser.add_argument("--autoregressive", action=argparse.BooleanOptionalAction,
                         help="--no-autoregressive: a decoder that reads no pixel, the AAE (location_dependent)")
     parser.add_argument("--labels", type=int, default=0,
@@ -74,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile each part")
-    parser.add_argument("--time-limit", type=float, default=0, help="minutes: stop after the epoch that passes it (0: none)")
+    parser.add_argument("--time-limit", type=float, default=0, help="minutes: stop before an epoch that would end past it, at the last epoch's pace (0: none)")
     parser.add_argument("--samples", type=int, default=8, help="figure columns: draws per code (0: no figure)")
     parser.add_argument("--posterior-draws", type=int, default=8, help="noise draws averaged into q(z|x)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +111,8 @@ def labelled_rows(splits: Splits, count: int, classes: int, seed: int) -> np.nda
 def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
     given_decoder = {"conditioning": args.conditioning, "autoregressive": args.autoregressive}
     decoder = {key: value for key, value in given_decoder.items() if value is not None}
-    model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, **decoder)
+    encoder = {"categorical_code": args.categorical_code} if args.categorical_code else {}
+    model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, encoder, **decoder)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
              "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
@@ -196,14 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         labelled_batches = DataLoader(labelled_set, batch_size=min(train_config.batch_size, len(labelled_set)), shuffle=True, drop_last=True)
     saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)
     fast = accelerated(model, train_config, torch.device(args.device))
-    started = time.perf_counter()
+    started, epoch_s = time.perf_counter(), 0.0
     for epoch in range(start_epoch, train_config.epochs):
-        if args.time_limit and epoch > start_epoch and time.perf_counter() - started > args.time_limit * 60:
+        if args.time_limit and epoch > start_epoch and time.perf_counter() - started + epoch_s > args.time_limit * 60:
             print(f"stopped after epoch {epoch}/{train_config.epochs} (--time-limit {args.time_limit:g} min); "
                   "run the same command again to go on")
             return 0
+        epoch_started = time.perf_counter()
         fit(fast, optimizers, train_batches, epochs=epoch + 1, start_epoch=epoch, val_batches=val_batches,
             labelled_batches=labelled_batches, callbacks=[PrintProgress(train_config.epochs), saver], device=args.device)
+        epoch_s = time.perf_counter() - epoch_started
 
     state = load_checkpoint(checkpoint, map_location=args.device)
     model.load_state_dict(state["model"])
@@ -211,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics: dict[str, Any] = {
         "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
+        "categorical_code": model_config.encoder.categorical_code,
         "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],

@@ -17,6 +17,7 @@ PriorKind = Literal["gaussian", "categorical", "categorical_gaussian"]
 Conditioning = Literal["location_independent", "location_dependent", "none"]
 Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
+CategoricalCode = Literal["softmax", "one_hot"]  # the code the decoder and D read (encoder.py)
 Precision = Literal["fp32", "bf16"]
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
@@ -97,8 +98,10 @@ class EncoderConfig:
     noise_dim: int = 16
     stochastic: bool = True
     logit_scale: float = 3.0
+    categorical_code: CategoricalCode = "softmax"
 
     def __post_init__(self) -> None:
+        _choice("encoder.categorical_code", self.categorical_code, typing.get_args(CategoricalCode))
         if not self.channels:
             raise ConfigError("encoder.channels must list at least one conv width")
         if not self.logit_scale > 0:

@@ -34,7 +34,7 @@ def posterior_categories(model: PixelGAN, images: Tensor, draws: int = 8, batch_
     chunks = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        probs = sum(model.encoder(x).code[:, :categories] for _ in range(draws)) / draws
+        probs = sum(model.encoder(x).logits.softmax(dim=1) for _ in range(draws)) / draws
         chunks.append(probs.cpu())
     return torch.cat(chunks)
 

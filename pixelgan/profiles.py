@@ -29,9 +29,13 @@ def _read(group: str, profile: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def model_config(profile: str, prior: PriorConfig, image: ImageConfig, **decoder: Any) -> ModelConfig:
-    """The profile's model sizes for this prior and image shape; ``decoder`` changes decoder keys."""
+def model_config(
+    profile: str, prior: PriorConfig, image: ImageConfig, encoder: dict[str, Any] | None = None, **decoder: Any
+) -> ModelConfig:
+    """The profile's model sizes for this prior and image shape; ``encoder`` and ``decoder``
+    change keys of those parts."""
     sizes = _read("model", profile)
+    sizes["encoder"] = dict(sizes.get("encoder") or {}, **(encoder or {}))
     sizes["decoder"] = dict(sizes.get("decoder") or {}, **decoder)
     return from_dict(ModelConfig, dict(sizes, image=dataclasses.asdict(image), prior=dataclasses.asdict(prior)))
 

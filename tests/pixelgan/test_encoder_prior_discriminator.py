@@ -7,16 +7,17 @@ import dataclasses
 import pytest
 import torch
 
-from pixelgan.config import PriorConfig
+from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.discriminator import CodeDiscriminator
 from pixelgan.encoder import Encoder
 from pixelgan.prior import build_prior
 from tests.helpers import tiny_model_config
 
 
-def make_encoder(prior: PriorConfig, stochastic: bool = True) -> Encoder:
+def make_encoder(prior: PriorConfig, stochastic: bool = True, categorical_code: str = "softmax") -> Encoder:
     config = tiny_model_config(prior=prior)
-    return Encoder(config.image, dataclasses.replace(config.encoder, stochastic=stochastic), prior)
+    encoder = dataclasses.replace(config.encoder, stochastic=stochastic, categorical_code=categorical_code)
+    return Encoder(config.image, encoder, prior)
 
 
 def test_the_noise_makes_q_z_given_x_a_distribution() -> None:
@@ -46,6 +47,30 @@ def test_each_head_emits_its_part_of_the_code(prior: PriorConfig, categories: in
         assert torch.allclose(content, posterior.logits.softmax(dim=1))
     else:
         assert posterior.logits is None
+
+
+def test_a_one_hot_code_is_the_argmax_forward_and_the_softmax_backward() -> None:
+    prior = PriorConfig("categorical_gaussian", 5, 2)
+    soft, hard = make_encoder(prior), make_encoder(prior, categorical_code="one_hot")
+    hard.load_state_dict(soft.state_dict())
+    x, noise = torch.randint(0, 2, (6, 1, 8, 8)).float(), torch.randn(6, 4)
+    weights = torch.randn(6, 7)  # any loss that reads the whole code
+    codes, grads = [], []
+    for encoder in (soft, hard):
+        encoder.zero_grad()
+        posterior = encoder(x, noise)
+        (posterior.code * weights).sum().backward()
+        codes.append(posterior)
+        grads.append(encoder.categorical.weight.grad.clone())
+    (soft_code, logits), (hard_code, _) = codes
+    assert torch.equal(hard_code[:, :5], torch.nn.functional.one_hot(logits.argmax(dim=1), 5).float())
+    assert torch.equal(hard_code[:, 5:], soft_code[:, 5:]), "the Gaussian part is untouched"
+    assert torch.allclose(grads[0], grads[1]), "the categorical head learns as if it were the softmax"
+
+
+def test_an_unknown_categorical_code_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="encoder.categorical_code"):
+        dataclasses.replace(tiny_model_config().encoder, categorical_code="gumbel")
 
 
 def test_priors_sample_what_they_promise() -> None:
