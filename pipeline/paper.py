@@ -53,7 +53,8 @@ def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning and, with categories, the code's form."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     if run["prior"] != "gaussian":
-        parts.append(f"{run['categorical_code']} code" if "categorical_code" in run else None)
+        if "categorical_code" in run:
+            parts.append(f"{run['categorical_code']} code, logit scale {run['logit_scale']:g}")
     return ", ".join(part for part in parts if part)
 
 

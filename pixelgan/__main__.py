@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from pixelgan import profiles
@@ -63,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prior", default="gaussian", help="gaussian | categorical | categorical_gaussian")
     parser.add_argument("--dim", type=int, default=2, help="latent size: Gaussian dims or categories")
     parser.add_argument("--conditioning", help="location_independent | location_dependent | none (default: the profile's)")
-    parser.add_argument("--categorical-code", help="softmax | one_hot (straight-through), default: the profile's")
+    parser.add_argument("--set", action="append", default=[], metavar="PART.KEY=VALUE",
+                        help="change one model size of the profile, e.g. encoder.logit_scale=6 (repeatable)")
     parser.add_argument("--autoregressive", action=argparse.BooleanOptionalAction,
                         help="--no-autoregressive: a decoder that reads no pixel, the AAE (location_dependent)")
     parser.add_argument("--labels", type=int, default=0,
@@ -110,9 +112,14 @@ def labelled_rows(splits: Splits, count: int, classes: int, seed: int) -> np.nda
 
 def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
     given_decoder = {"conditioning": args.conditioning, "autoregressive": args.autoregressive}
-    decoder = {key: value for key, value in given_decoder.items() if value is not None}
-    encoder = {"categorical_code": args.categorical_code} if args.categorical_code else {}
-    model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, encoder, **decoder)
+    changes: dict[str, dict[str, Any]] = {"decoder": {key: value for key, value in given_decoder.items() if value is not None}}
+    for item in args.set:
+        name, equals, value = item.partition("=")
+        part, dot, key = name.partition(".")
+        if not (equals and dot and key):
+            raise ConfigError(f"--set {item!r}: expected PART.KEY=VALUE, e.g. encoder.logit_scale=6")
+        changes.setdefault(part, {})[key] = yaml.safe_load(value)
+    model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
              "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics: dict[str, Any] = {
         "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
-        "categorical_code": model_config.encoder.categorical_code,
+        "categorical_code": model_config.encoder.categorical_code, "logit_scale": model_config.encoder.logit_scale,
         "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],

@@ -30,13 +30,15 @@ def _read(group: str, profile: str) -> dict[str, Any]:
 
 
 def model_config(
-    profile: str, prior: PriorConfig, image: ImageConfig, encoder: dict[str, Any] | None = None, **decoder: Any
+    profile: str, prior: PriorConfig, image: ImageConfig, changes: dict[str, dict[str, Any]] | None = None
 ) -> ModelConfig:
-    """The profile's model sizes for this prior and image shape; ``encoder`` and ``decoder``
-    change keys of those parts."""
+    """The profile's model sizes for this prior and image shape; ``changes`` maps a part
+    (encoder, decoder, discriminator) to the keys to change in it."""
     sizes = _read("model", profile)
-    sizes["encoder"] = dict(sizes.get("encoder") or {}, **(encoder or {}))
-    sizes["decoder"] = dict(sizes.get("decoder") or {}, **decoder)
+    for part, keys in (changes or {}).items():
+        if part not in ("encoder", "decoder", "discriminator"):
+            raise ConfigError(f"{part}.*: not a part of the model (encoder, decoder, discriminator)")
+        sizes[part] = dict(sizes.get(part) or {}, **keys)
     return from_dict(ModelConfig, dict(sizes, image=dataclasses.asdict(image), prior=dataclasses.asdict(prior)))
 
 

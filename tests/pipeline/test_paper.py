@@ -22,9 +22,9 @@ def write_run(runs: Path, name: str, **fields: object) -> None:
 def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path: Path) -> None:
     runs, out = tmp_path / "runs", tmp_path / "results"
     for seed, error in enumerate([0.20, 0.30]):  # stopped by a time limit after 4 and 5 epochs
-        write_run(runs, f"clustering-seed{seed}", seed=seed, epochs=4 + seed, categorical_code="one_hot",
+        write_run(runs, f"clustering-seed{seed}", seed=seed, epochs=4 + seed, categorical_code="one_hot", logit_scale=3.0,
                   test={"nll_nats": 80.0, "clustering": {"error_paper_rule": error}})
-    write_run(runs, "clustering-softmax", categorical_code="softmax", test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.1}})
+    write_run(runs, "clustering-softmax", categorical_code="softmax", logit_scale=6, test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.1}})
     write_run(runs, "semi-20", prior="categorical_gaussian", dim=10, labels=20, test={"nll_nats": 81.0, "test_error": 0.5})
     write_run(runs, "pixelcnn", prior="gaussian", dim=2, conditioning="none", test={"nll_nats": 90.5})
     write_run(runs, "aae", prior="gaussian", dim=2, conditioning="location_dependent", autoregressive=False, test={"nll_nats": 199.0})
@@ -37,8 +37,8 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     assert rows["pixelcnn"]["measures"] == "test NLL, plain PixelCNN" and rows["pixelcnn"]["ours"] == pytest.approx(90.5)
     assert rows["aae"]["measures"].startswith("test NLL, AAE")
     text = (out / "table.md").read_text()
-    assert "| clustering error %, 30 categories | 25.00 ±7.07 | 2 | 5.27 ±1.81 | categorical 30, location_independent, one_hot code | cpu | mnist | 4–5 |" in text
-    assert "| clustering error %, 30 categories | 10.00 | 1 | 5.27 ±1.81 | categorical 30, location_independent, softmax code |" in text
+    assert "| clustering error %, 30 categories | 25.00 ±7.07 | 2 | 5.27 ±1.81 | categorical 30, location_independent, one_hot code, logit scale 3 | cpu | mnist | 4–5 |" in text
+    assert "| clustering error %, 30 categories | 10.00 | 1 | 5.27 ±1.81 | categorical 30, location_independent, softmax code, logit scale 6 |" in text
     assert (out / "semi-20.png").read_bytes() == b"png" and not (out / "aae.png").exists()
 
 

@@ -116,9 +116,11 @@ def digits_run(out: Path, data: Path, *args: str) -> int:
 
 @pytest.mark.slow
 def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, tmp_path: Path) -> None:
-    assert digits_run(tmp_path / "clusters", prepared_digits) == 0
+    assert digits_run(tmp_path / "clusters", prepared_digits, "--set", "encoder.categorical_code=one_hot",
+                      "--set", "encoder.logit_scale=6") == 0
     clusters = json.loads((tmp_path / "clusters/metrics.json").read_text())
     assert clusters["data"] == str(prepared_digits) and clusters["labels"] == 0
+    assert (clusters["categorical_code"], clusters["logit_scale"]) == ("one_hot", 6)
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
     assert digits_run(tmp_path / "labels", prepared_digits, "--labels", "50") == 0
@@ -148,4 +150,15 @@ def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, lab
 def test_the_aae_baseline_needs_the_location_dependent_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path), "--no-autoregressive", "--conditioning", "location_independent"]) == 2
     assert "decoder.autoregressive" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("change,message", [("encoder.logit_scale", "expected PART.KEY=VALUE"),
+                                            ("encoder.width=3", "unknown option encoder.width"),
+                                            ("prior.dim=3", "prior.*: not a part of the model"),
+                                            ("encoder.categorical_code=gumbel", "encoder.categorical_code='gumbel'")])
+def test_bad_model_changes_are_refused_by_name(tmp_path: Path, change: str, message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path), "--prior", "categorical", "--dim", "10", "--set", change]) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
