@@ -16,12 +16,19 @@ from torch import Tensor
 from pixelgan.config import PriorConfig
 
 
+def _device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device | str:
+    """Where samples go: ``device`` if given, else the generator's (a CUDA generator draws on the GPU)."""
+    if device is not None:
+        return device
+    return generator.device if generator is not None else "cpu"
+
+
 @dataclass(frozen=True)
 class GaussianPrior:
     dim: int
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-        return torch.randn(n, self.dim, generator=generator, device=device)
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
+        return torch.randn(n, self.dim, generator=generator, device=_device(generator, device))
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,8 @@ class CategoricalPrior:
 
     dim: int
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-        index = torch.randint(self.dim, (n,), generator=generator, device=device)
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
+        index = torch.randint(self.dim, (n,), generator=generator, device=_device(generator, device))
         return F.one_hot(index, self.dim).float()
 
 
@@ -43,7 +50,7 @@ class ProductPrior:
     def dim(self) -> int:
         return sum(part.dim for part in self.parts)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
         """[n, dim] codes, the parts side by side in order."""
         return torch.cat([part.sample(n, generator, device) for part in self.parts], dim=1)
 

@@ -99,3 +99,11 @@ def test_the_discriminator_has_one_network_per_part_of_the_prior() -> None:
             z2[:, 4:] += 1.0
             out, out2 = discriminator(z), discriminator(z2)
             assert torch.equal(out[:, 0], out2[:, 0]) and not torch.equal(out[:, 1], out2[:, 1])
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_prior_samples_land_on_the_generators_device(device: str) -> None:
+    # A CUDA generator with the default device once crashed the figure of a finished GPU run.
+    prior = build_prior(PriorConfig("categorical_gaussian", 4, 2))
+    z = prior.sample(3, torch.Generator(device).manual_seed(0))
+    assert z.device.type == device and z.shape == (3, 6)
