@@ -87,7 +87,7 @@ def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
         summary.append({"measures": what, "ours": f"{statistics.mean(values):.2f}{spread}" if values else "n/a",
                         "seeds": len(values), "paper": members[0]["paper"], "prior": prior, "profile": profile,
                         "data": data, "epochs": str(low) if low == high else f"{low}–{high}", "device": device})
-    return summary
+    return sorted(summary, key=lambda row: (row["measures"], row["device"], row["prior"]))
 
 
 def markdown(table: list[dict[str, Any]], columns: list[str]) -> str:
