@@ -34,7 +34,7 @@ fast=(--precision bf16 --channels-last)
 for seed in $seeds; do
   paper=(--profile paper --seed "$seed" "${fast[@]}")
   launch "clustering-30-seed$seed" "${paper[@]}" --prior categorical --dim 30
-  if [[ $seed == 0 ]]; then  # sharper codes, against the discriminator winning outright (docs/model.md)
+  if [[ $seed == 0 ]]; then  # sharper codes, against the discriminator winning outright (README, the paper column)
     launch "clustering-30-scale6-seed$seed" "${paper[@]}" --prior categorical --dim 30 --set encoder.logit_scale=6
   fi
   launch "semi-100-seed$seed" "${paper[@]}" --prior categorical_gaussian --dim 10 --labels 100
