@@ -24,7 +24,8 @@ vector of their argmax with the softmax's gradient (straight-through). A soft co
 style in its small probabilities, which the decoder uses and the discriminator spots at once
 against one-hot prior samples: on full MNIST the discriminator won outright (d_loss 0.0008)
 and codes stayed soft (mean top probability 0.43). A one-hot code leaves the discriminator
-only the categories' frequencies to judge, and the content in the category alone.
+only the categories' frequencies to judge; measured, it balanced the categories but they did
+not follow the digits (docs/model.md), so ``softmax`` stays the default.
 """
 
 from __future__ import annotations
