@@ -52,9 +52,8 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning and, with categories, the code's form."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
-    if run["prior"] != "gaussian":
-        if "categorical_code" in run:
-            parts.append(f"{run['categorical_code']} code, logit scale {run['logit_scale']:g}")
+    if run["prior"] != "gaussian" and "categorical_code" in run:
+        parts.append(f"{run['categorical_code']} code, logit scale {run['logit_scale']:g}")
     return ", ".join(part for part in parts if part)
 
 

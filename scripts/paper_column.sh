@@ -16,6 +16,7 @@ python=${PYTHON:-python3}
 data=${DATA:-data/mnist}
 read -ra extra <<<"${PIXELGAN_ARGS:-}"
 mkdir -p "$runs"
+declare -A pids  # run name -> the pid of its background job
 
 # One run in the background: train until the time limit, then score whatever epoch it reached.
 launch() {
@@ -28,6 +29,7 @@ launch() {
       $python -m pixelgan --data "$data" --out "$out" "$@" "${extra[@]}" --epochs "$epochs"
     fi
   ) >>"$runs/$name.log" 2>&1 &
+  pids[$name]=$!
 }
 
 fast=(--precision bf16 --channels-last)
@@ -46,5 +48,12 @@ small=(--profile cpu --seed 0 "${fast[@]}" --prior gaussian --dim 2)
 launch fig2-pixelgan-seed0 "${small[@]}"
 launch fig2-pixelcnn-seed0 "${small[@]}" --conditioning none
 launch fig2-aae-seed0 "${small[@]}" --conditioning location_dependent --no-autoregressive
-wait
+failed=()
+for name in "${!pids[@]}"; do
+  wait "${pids[$name]}" || failed+=("$runs/$name.log")
+done
+if ((${#failed[@]})); then
+  echo "error: ${#failed[@]} run(s) failed, see ${failed[*]}" >&2
+  exit 1
+fi
 echo "all runs scored: python -m pipeline.paper $runs"
