@@ -50,10 +50,13 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 
 
 def prior_text(run: dict[str, Any]) -> str:
-    """The prior, its size, the decoder's conditioning and, with categories, the code's form."""
+    """The prior, its size, the decoder's conditioning, with categories the code's form, and
+    the discriminator's gradient penalty where there is one."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     if run["prior"] != "gaussian" and "categorical_code" in run:
         parts.append(f"{run['categorical_code']} code, logit scale {run['logit_scale']:g}")
+    if run.get("gradient_penalty"):
+        parts.append(f"gradient penalty {run['gradient_penalty']:g}")
     return ", ".join(part for part in parts if part)
 
 

@@ -164,6 +164,7 @@ def train_worker(config: dict[str, Any]) -> None:
         accelerated(model.with_parts(ddp), spec.train, device), optimizers, train_batches,
         epochs=spec.train.epochs, start_epoch=start_epoch, val_batches=validation_batches,
         labelled_batches=labelled_batches, callbacks=callbacks, device=device,
+        gradient_penalty=spec.train.gradient_penalty,
     )
 
 

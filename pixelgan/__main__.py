@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="default: the profile's")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-penalty", type=float, help="weight of D's gradient penalty (0: none); default: the profile's")
     parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile each part")
@@ -120,7 +121,7 @@ def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, 
             raise ConfigError(f"--set {item!r}: expected PART.KEY=VALUE, e.g. encoder.logit_scale=6")
         changes.setdefault(part, {})[key] = yaml.safe_load(value)
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
-    given = {"epochs": args.epochs, "batch_size": args.batch_size, "precision": args.precision,
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty, "precision": args.precision,
              "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
         args.profile, seed=args.seed, semi_supervised=args.labels > 0,
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         epoch_started = time.perf_counter()
         fit(fast, optimizers, train_batches, epochs=epoch + 1, start_epoch=epoch, val_batches=val_batches,
-            labelled_batches=labelled_batches, callbacks=[PrintProgress(train_config.epochs), saver], device=args.device)
+            labelled_batches=labelled_batches, callbacks=[PrintProgress(train_config.epochs), saver], device=args.device,
+            gradient_penalty=train_config.gradient_penalty)
         epoch_s = time.perf_counter() - epoch_started
 
     state = load_checkpoint(checkpoint, map_location=args.device)
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
         "categorical_code": model_config.encoder.categorical_code, "logit_scale": model_config.encoder.logit_scale,
+        "gradient_penalty": train_config.gradient_penalty,
         "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],

@@ -220,8 +220,10 @@ class TrainConfig:
 
     ``batch_size`` is the global batch, split evenly over data-parallel workers.
     ``semi_supervised`` turns on the supervised phase on the labelled rows of the data;
-    without it no label is ever read in training. ``precision``, ``channels_last`` and
-    ``compile`` change how fast a step runs, not what it computes (``pixelgan.speed``).
+    without it no label is ever read in training. ``gradient_penalty`` weighs the
+    discriminator's zero-centred gradient penalty (``pixelgan.objective``; 0: none).
+    ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
+    computes (``pixelgan.speed``).
     """
 
     epochs: int = 10
@@ -230,6 +232,7 @@ class TrainConfig:
     lr_discriminator: float = 2e-4
     lr_generator: float = 2e-4
     lr_supervised: float = 1e-3
+    gradient_penalty: float = 0.0
     binarize: Binarize = "stochastic"
     semi_supervised: bool = False
     seed: int = 0
@@ -243,8 +246,14 @@ class TrainConfig:
         for name in ("lr_reconstruction", "lr_discriminator", "lr_generator", "lr_supervised"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
+        _at_least("train.gradient_penalty", self.gradient_penalty, 0)
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
         _choice("train.precision", self.precision, typing.get_args(Precision))
+        if self.gradient_penalty and self.compile:
+            raise ConfigError(
+                f"train.gradient_penalty={self.gradient_penalty} with train.compile=true: the penalty "
+                "differentiates through D's gradient, which torch.compile cannot; turn one off"
+            )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ def train_one_epoch(
     epoch: int = 1,
     callbacks: Sequence[Callback] = (),
     labelled_batches: Iterable[Batch] | None = None,
+    gradient_penalty: float = 0.0,
 ) -> dict[str, float]:
     """Run every phase on every batch; return each loss's mean over the epoch's batches.
 
@@ -72,7 +73,7 @@ def train_one_epoch(
     labelled = None if labelled_batches is None else _forever(labelled_batches)
     for index, batch in enumerate(batches):
         extra = None if labelled is None else _to(next(labelled), device)
-        for name, value in train_step(model, optimizers, _to(batch, device), extra).items():
+        for name, value in train_step(model, optimizers, _to(batch, device), extra, gradient_penalty).items():
             # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
             sums[name] = sums.get(name, 0.0) + value.detach().double()
             counts[name] = counts.get(name, 0) + 1
@@ -128,6 +129,7 @@ def fit(
     labelled_batches: Iterable[Batch] | None = None,
     callbacks: Sequence[Callback] = (),
     device: torch.device | str = "cpu",
+    gradient_penalty: float = 0.0,
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
 
@@ -138,7 +140,9 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
-        metrics = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks, labelled_batches)
+        metrics = train_one_epoch(
+            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty
+        )
         if val_batches is not None:
             metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device).items()}
         metrics["epoch_time_s"] = time.perf_counter() - started

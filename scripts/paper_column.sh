@@ -7,7 +7,8 @@
 # its log beside its folder. A run that reaches --time-limit before its profile's epochs is
 # scored as it stands (its metrics.json records how many epochs it had). The same command run
 # again resumes every unfinished run from its checkpoint. Needs data/mnist (pipeline.prepare),
-# or another prepared folder in DATA; PIXELGAN_ARGS adds flags to every run.
+# or another prepared folder in DATA; PIXELGAN_ARGS adds flags to every run; ONLY (a bash
+# regular expression) keeps the runs whose names match it, e.g. ONLY=semi-20.
 set -euo pipefail
 minutes=${1:?usage: scripts/paper_column.sh MINUTES [RUNS] [SEEDS]}
 runs=${2:-runs/paper}
@@ -15,12 +16,14 @@ seeds=${3:-0 1 2}
 python=${PYTHON:-python3}
 data=${DATA:-data/mnist}
 read -ra extra <<<"${PIXELGAN_ARGS:-}"
+only=${ONLY:-.}
 mkdir -p "$runs"
 declare -A pids  # run name -> the pid of its background job
 
 # One run in the background: train until the time limit, then score whatever epoch it reached.
 launch() {
   local name=$1; shift
+  [[ $name =~ $only ]] || return 0
   local out=$runs/$name
   (
     $python -m pixelgan --data "$data" --out "$out" --time-limit "$minutes" "$@" "${extra[@]}"

@@ -33,6 +33,8 @@ from pixelgan.config import (
         (lambda: ModelConfig(image=ImageConfig(1, 8, 8), decoder=DecoderConfig(n_layers=7)), "decoder.n_layers"),
         (lambda: TrainConfig(lr_generator=0.0), "train.lr_generator"),
         (lambda: TrainConfig(binarize="maybe"), "train.binarize"),
+        (lambda: TrainConfig(gradient_penalty=-1.0), "train.gradient_penalty"),
+        (lambda: TrainConfig(gradient_penalty=1.0, compile=True), "train.compile"),
     ],
 )
 def test_a_bad_value_names_its_field(build, field: str) -> None:

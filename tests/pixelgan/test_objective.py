@@ -88,6 +88,53 @@ def test_the_generator_step_pulls_codes_towards_what_the_discriminator_calls_pri
     assert score() > start
 
 
+def _slope_between_prior_and_codes(model: PixelGAN, x: torch.Tensor, noise: torch.Tensor) -> float:
+    """Mean squared norm of D's input gradient on the segments from prior samples to codes."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        fake = model.encoder(x, noise).code
+    real = model.prior.sample(len(x))
+    points = (real + torch.rand(len(x), 1) * (fake - real)).requires_grad_(True)
+    (slope,) = torch.autograd.grad(model.discriminator(points).sum(), points)
+    return float(slope.pow(2).sum(dim=1).mean())
+
+
+def test_the_gradient_penalty_flattens_the_discriminator_between_prior_and_codes() -> None:
+    slopes = {}
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        model = make_model(PRIORS[1])
+        optimizers = build_optimizers(model, TrainConfig(lr_discriminator=1e-2))
+        x = images(32)
+        for _ in range(40):
+            metrics = discriminator_step(model, optimizers.discriminator, x, gradient_penalty=weight)
+        assert ("d_penalty" in metrics) == bool(weight)
+        slopes[weight] = _slope_between_prior_and_codes(model, x, torch.zeros(32, model.config.encoder.noise_dim))
+    assert slopes[10.0] < 0.2 * slopes[0.0]
+
+
+def test_the_penalised_discriminator_step_runs_under_ddp_as_without_it(tmp_path) -> None:
+    """One forward per backward, as DistributedDataParallel needs: the same update either way."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(0)
+    plain, wrapped = make_model(PRIORS[2]), make_model(PRIORS[2])
+    wrapped.load_state_dict(plain.state_dict())
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        wrapped = wrapped.with_parts(DistributedDataParallel)
+        x = images(16)
+        for model in (plain, wrapped):
+            optimizers = build_optimizers(model, TrainConfig())
+            torch.manual_seed(1)
+            discriminator_step(model, optimizers.discriminator, x, gradient_penalty=5.0)
+        for (name, a), b in zip(plain.discriminator.named_parameters(), wrapped.discriminator.parameters()):
+            torch.testing.assert_close(a, b, msg=name)
+    finally:
+        dist.destroy_process_group()
+
+
 def test_the_supervised_phase_fits_the_categorical_head_to_the_labels() -> None:
     torch.manual_seed(0)
     model = make_model(PRIORS[2])
