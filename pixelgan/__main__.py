@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if labelled is not None:
         labelled_set = ImageDataset(train_images[labelled], train_labels[labelled], likelihood=likelihood, binarize=train_config.binarize)
         labelled_batches = DataLoader(labelled_set, batch_size=min(train_config.batch_size, len(labelled_set)), shuffle=True, drop_last=True)
+    if start_epoch < train_config.epochs:  # scores of fewer epochs no longer describe the run
+        (args.out / "metrics.json").unlink(missing_ok=True)
     saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)
     fast = accelerated(model, train_config, torch.device(args.device))
     started, epoch_s = time.perf_counter(), 0.0

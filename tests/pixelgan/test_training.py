@@ -85,6 +85,10 @@ def test_a_time_limit_ends_the_call_after_an_epoch_and_the_next_call_goes_on(tmp
     assert not (tmp_path / "metrics.json").exists(), "an unfinished run is not marked done"
     assert run(tmp_path, "--epochs", "3") == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
+    # Extended past its scores and stopped again, it loses them: they describe 3 epochs, not 4.
+    assert run(tmp_path, "--epochs", "5", "--time-limit", "1e-9") == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4
+    assert not (tmp_path / "metrics.json").exists(), "stale scores are not left beside a longer run"
 
 
 @pytest.mark.slow
