@@ -31,11 +31,16 @@ def posterior_categories(model: PixelGAN, images: Tensor, draws: int = 8, batch_
     model.eval()
     draws = draws if model.config.encoder.stochastic else 1
     device = next(model.parameters()).device
+
+    def probabilities(x: Tensor) -> Tensor:
+        logits = model.encoder(x).logits
+        assert logits is not None  # the prior has categories (checked above)
+        return logits.softmax(dim=1)
+
     chunks = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        probs = sum(model.encoder(x).logits.softmax(dim=1) for _ in range(draws)) / draws
-        chunks.append(probs.cpu())
+        chunks.append((sum(probabilities(x) for _ in range(draws)) / draws).cpu())
     return torch.cat(chunks)
 
 
