@@ -84,9 +84,8 @@ def discriminator_step(
     norm of its input gradient at random points between the two (zero-centred, as in
     Mescheder et al. 2018 and Thanh-Tung et al. 2019).
 
-    Why the penalty: without it D can turn into a cliff between one-hot prior samples and
-    soft codes (d_loss 1e-4 on full MNIST), and the encoder then takes either no useful
-    gradient or, in the semi-supervised runs, steps large enough to wreck the code.
+    Why: without it D ran away in the paper-profile semi-supervised runs (g_loss up to 299)
+    and the encoder's steps against it wrecked the code; with 0.1 it did not (docs/model.md).
     """
     with torch.no_grad():
         fake = model.encoder(images).code.float()
@@ -98,7 +97,7 @@ def discriminator_step(
     logits = model.discriminator(torch.cat(points))  # one pass, as DDP wants one per backward
     n = len(real)
     loss = _bce(logits[:n], 1.0) + _bce(logits[n : 2 * n], 0.0)
-    metrics = {}
+    metrics: dict[str, Tensor] = {}
     if gradient_penalty:
         (slope,) = torch.autograd.grad(logits[2 * n :].float().sum(), points[2], create_graph=True)
         penalty = slope.float().pow(2).sum(dim=1).mean()
