@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +53,22 @@ def ray_env() -> dict[str, str]:
     return dict(os.environ, PATH=path, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
 
 
-def _ray(*args: str) -> None:
+def _start_node(*args: str) -> subprocess.Popen[str]:
+    """`ray start ... --block`, returned once the node is up; the node lives as long as the
+    returned process. Stopping that process stops this node and no other: `ray stop` would
+    stop every Ray node on the machine, a user's running `dvc repro` among them."""
     ray = Path(sys.executable).parent / "ray"
-    done = subprocess.run([str(ray), *args], capture_output=True, text=True, env=ray_env())
-    assert done.returncode == 0, f"ray {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    node = subprocess.Popen([str(ray), "start", *args, "--block"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=ray_env(), start_new_session=True)
+    assert node.stdout is not None
+    said = []
+    for line in node.stdout:
+        said.append(line)
+        if "Ray runtime started" in line:
+            threading.Thread(target=deque, args=(node.stdout, 0), daemon=True).start()  # keep the pipe drained
+            return node
+    node.wait()
+    raise AssertionError(f"ray start {' '.join(args)} exited with {node.returncode}:\n{''.join(said)}")
 
 
 @pytest.fixture(scope="session")
@@ -65,17 +79,20 @@ def ray_cluster() -> Iterator[Cluster]:
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     previous = os.environ.get("RAY_ADDRESS")
+    nodes: list[subprocess.Popen[str]] = []
     try:
-        _ray("start", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
-             "--dashboard-port", str(dashboard_port), "--temp-dir", temp_dir, *common)
-        _ray("start", "--address", address, *common)
+        nodes.append(_start_node("--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
+                                 "--dashboard-port", str(dashboard_port), "--temp-dir", temp_dir, *common))
+        nodes.append(_start_node("--address", address, *common))
         os.environ["RAY_ADDRESS"] = address  # the driver under test connects, as on a cluster
         yield Cluster(address, f"http://127.0.0.1:{dashboard_port}")
     finally:
         import ray
 
         ray.shutdown()
-        _ray("stop", "--force")
+        for node in reversed(nodes):  # the worker node, then the head
+            node.terminate()
+            node.wait(timeout=120)
         if previous is None:
             os.environ.pop("RAY_ADDRESS", None)
         else:
