@@ -23,6 +23,7 @@ from pixelgan.io import atomic_path
 # (prior, categories or dims, labels, conditioning) -> (what is measured, the paper's figure)
 PAPER = {
     ("categorical", 30, 0): ("clustering error %, 30 categories", "5.27 ±1.81"),
+    ("categorical_gaussian", 30, 0): ("clustering error %, 30 categories", "5.27 ±1.81"),  # + a style code (AAE)
     ("categorical", 10, 100): ("test error %, 100 labels", "1.08 ±0.15"),
     ("categorical_gaussian", 10, 100): ("test error %, 100 labels", "1.08 ±0.15"),
     ("categorical", 10, 50): ("test error %, 50 labels", "1.16 ±0.17"),
