@@ -121,8 +121,8 @@ def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, 
             raise ConfigError(f"--set {item!r}: expected PART.KEY=VALUE, e.g. encoder.logit_scale=6")
         changes.setdefault(part, {})[key] = yaml.safe_load(value)
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
-    given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty, "precision": args.precision,
-             "channels_last": args.channels_last, "compile": args.compile}
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty,
+             "precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
         args.profile, seed=args.seed, semi_supervised=args.labels > 0,
         **{key: value for key, value in given.items() if value is not None},
