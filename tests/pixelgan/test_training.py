@@ -121,10 +121,11 @@ def digits_run(out: Path, data: Path, *args: str) -> int:
 @pytest.mark.slow
 def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, tmp_path: Path) -> None:
     assert digits_run(tmp_path / "clusters", prepared_digits, "--set", "encoder.categorical_code=one_hot",
-                      "--set", "encoder.logit_scale=6") == 0
+                      "--set", "encoder.logit_scale=6", "--gradient-penalty", "0.5") == 0
     clusters = json.loads((tmp_path / "clusters/metrics.json").read_text())
     assert clusters["data"] == str(prepared_digits) and clusters["labels"] == 0
-    assert (clusters["categorical_code"], clusters["logit_scale"]) == ("one_hot", 6)
+    assert (clusters["categorical_code"], clusters["logit_scale"], clusters["gradient_penalty"]) == ("one_hot", 6, 0.5)
+    assert clusters["last_epoch"]["d_penalty"] >= 0
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
     assert digits_run(tmp_path / "labels", prepared_digits, "--labels", "50") == 0
