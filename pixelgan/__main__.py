@@ -97,18 +97,23 @@ def load_splits(data: Path | None, seed: int) -> Splits:
     return Splits(tensors["train"], tensors["validation"], tensors["test"], read["train"].labelled)
 
 
-def labelled_rows(splits: Splits, count: int, classes: int, seed: int) -> np.ndarray:
+def labelled_rows(splits: Splits, count: int, classes: int, seed: int, limit: int = 0) -> np.ndarray:
     """``count`` of the prepared labelled rows, ``count // classes`` of each class: the first
-    of each class in one seeded order, so the rows of 20 labels are among those of 50 and 100."""
-    marked = np.flatnonzero(splits.labelled)
+    of each class in one seeded order, so the rows of 20 labels are among those of 50 and 100.
+    With ``limit``, only rows among the first ``limit`` training images (``--limit``) count."""
+    marked = np.flatnonzero(splits.labelled[: limit or None])
+    within = f" among the first {limit} training images (--limit)" if limit else ""
     if count > len(marked) or count % classes:
         raise ConfigError(
             f"--labels {count}: must be a multiple of the {classes} classes and at most the "
-            f"{len(marked)} labelled rows the prepare stage chose (dataset.labels)"
+            f"{len(marked)} labelled rows the prepare stage chose (dataset.labels){within}"
         )
     order = marked[np.random.default_rng(seed).permutation(len(marked))]
     labels = splits.train[1].numpy()[order]
-    return np.sort(np.concatenate([order[labels == label][: count // classes] for label in range(classes)]))
+    chosen = [order[labels == label][: count // classes] for label in range(classes)]
+    if short := [label for label, rows in enumerate(chosen) if len(rows) < count // classes]:
+        raise ConfigError(f"--labels {count}: classes {short} have fewer than {count // classes} labelled rows{within}")
+    return np.sort(np.concatenate(chosen))
 
 
 def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
         if len(train_images) < train_config.batch_size:
             raise ConfigError(f"--batch-size {train_config.batch_size} is more than the {len(train_images)} training images")
-        labelled = labelled_rows(splits, args.labels, 10, args.seed) if args.labels else None
+        labelled = labelled_rows(splits, args.labels, 10, args.seed, args.limit) if args.labels else None
     except (ConfigError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -143,6 +143,18 @@ def test_fewer_labels_are_a_nested_class_balanced_subset(prepared_digits: Path) 
     assert set(chosen[20]) <= set(chosen[50]) <= set(chosen[100])
 
 
+def test_with_a_limit_the_labels_come_from_the_first_images(prepared_digits: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    splits = load_splits(prepared_digits, seed=0)
+    limit = int(np.flatnonzero(splits.labelled)[60])  # 60 of the labelled rows lie before it
+    rows = labelled_rows(splits, 20, 10, seed=0, limit=limit)
+    assert rows.max() < limit
+    assert np.bincount(splits.train[1].numpy()[rows], minlength=10).tolist() == [2] * 10
+    assert digits_run(tmp_path, prepared_digits, "--labels", "100", "--limit", str(limit)) == 2
+    assert f"at most the 60 labelled rows the prepare stage chose (dataset.labels) among the first {limit}" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 @pytest.mark.parametrize("labels,message", [("15", "--labels 15: must be a multiple of the 10 classes"),
                                             ("200", "at most the 100 labelled rows")])
 def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, labels: str, message: str,
