@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pixelgan.config import EncoderConfig
 from pixelgan.io import atomic_path
 
 # (prior, categories or dims, labels, conditioning) -> (what is measured, the paper's figure)
@@ -31,6 +32,7 @@ PAPER = {
     ("categorical", 10, 20): ("test error %, 20 labels", "12.08 ±5.50"),
     ("categorical_gaussian", 10, 20): ("test error %, 20 labels", "12.08 ±5.50"),
 }
+DEFAULT_ENCODER = EncoderConfig()  # a run that does not name its code had these
 PIXELCNN_NLL = "81.30 (PixelCNN, van den Oord et al.)"
 COLUMNS = ["run", "measures", "ours", "paper", "test NLL (nats)", "device", "data", "profile", "prior", "seed", "epochs", "train time (min)"]
 
@@ -51,11 +53,13 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 
 
 def prior_text(run: dict[str, Any]) -> str:
-    """The prior, its size, the decoder's conditioning, with categories the code's form, and
-    the discriminator's gradient penalty where there is one."""
+    """The prior, its size, the decoder's conditioning, with categories the code's form where
+    it is not the default, and the discriminator's gradient penalty where there is one. A run
+    older than the code's two settings lacks them in metrics.json; it had the defaults."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
-    if run["prior"] != "gaussian" and "categorical_code" in run:
-        parts.append(f"{run['categorical_code']} code, logit scale {run['logit_scale']:g}")
+    code = run.get("categorical_code", DEFAULT_ENCODER.categorical_code), run.get("logit_scale", DEFAULT_ENCODER.logit_scale)
+    if run["prior"] != "gaussian" and code != (DEFAULT_ENCODER.categorical_code, DEFAULT_ENCODER.logit_scale):
+        parts.append(f"{code[0]} code, logit scale {code[1]:g}")
     if run.get("gradient_penalty"):
         parts.append(f"gradient penalty {run['gradient_penalty']:g}")
     return ", ".join(part for part in parts if part)

@@ -27,6 +27,9 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     write_run(runs, "clustering-softmax", categorical_code="softmax", logit_scale=6, test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.1}})
     write_run(runs, "clustering-penalty", categorical_code="softmax", logit_scale=6, gradient_penalty=10.0,
               test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.4}})
+    write_run(runs, "clustering-default-seed0", seed=0, test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.02}})  # older: no code fields
+    write_run(runs, "clustering-default-seed1", seed=1, categorical_code="softmax", logit_scale=3.0,
+              test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.04}})
     write_run(runs, "clustering-style", prior="categorical_gaussian", test={"nll_nats": 80.0, "clustering": {"error_paper_rule": 0.15}})
     write_run(runs, "semi-20", prior="categorical_gaussian", dim=10, labels=20, test={"nll_nats": 81.0, "test_error": 0.5})
     write_run(runs, "pixelcnn", prior="gaussian", dim=2, conditioning="none", test={"nll_nats": 90.5})
@@ -45,6 +48,7 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     assert "| clustering error %, 30 categories | 25.00 ±7.07 | 2 | 5.27 ±1.81 | categorical 30, location_independent, one_hot code, logit scale 3 | cpu | mnist | 4–5 |" in text
     assert "| clustering error %, 30 categories | 10.00 | 1 | 5.27 ±1.81 | categorical 30, location_independent, softmax code, logit scale 6 |" in text
     assert "| 40.00 | 1 | 5.27 ±1.81 | categorical 30, location_independent, softmax code, logit scale 6, gradient penalty 10 |" in text
+    assert "| clustering error %, 30 categories | 3.00 ±1.41 | 2 | 5.27 ±1.81 | categorical 30, location_independent | cpu |" in text
     assert (out / "semi-20.png").read_bytes() == b"png" and not (out / "aae.png").exists()
 
 
