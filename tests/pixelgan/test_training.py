@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from pixelgan.__main__ import labelled_rows, load_splits, main
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import (
+    ConfigError,
     DatasetConfig,
     DecoderConfig,
     DiscriminatorConfig,
@@ -150,6 +151,9 @@ def test_with_a_limit_the_labels_come_from_the_first_images(prepared_digits: Pat
     rows = labelled_rows(splits, 20, 10, seed=0, limit=limit)
     assert rows.max() < limit
     assert np.bincount(splits.train[1].numpy()[rows], minlength=10).tolist() == [2] * 10
+    few = int(np.flatnonzero(splits.labelled)[10])  # the 10 labelled rows before it miss some classes
+    with pytest.raises(ConfigError, match=r"--labels 10: classes \[.*\] have fewer than 1 labelled rows among the first"):
+        labelled_rows(splits, 10, 10, seed=0, limit=few)
     assert digits_run(tmp_path, prepared_digits, "--labels", "100", "--limit", str(limit)) == 2
     assert f"at most the 60 labelled rows the prepare stage chose (dataset.labels) among the first {limit}" in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
