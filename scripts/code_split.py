@@ -47,11 +47,11 @@ def code_split(run: Path, data: Path) -> dict[str, float]:
     return {name: total / len(test[0]) for name, total in totals.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="a prepared folder with a test split (data/mnist)")
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)  # the encoder's noise
     print("| run | own code | other categories | other style | other code |")
     print("|---|---|---|---|---|")
