@@ -24,6 +24,8 @@ from pixelgan.decoder import negative_log_likelihood
 @torch.no_grad()
 def code_split(run: Path, data: Path) -> dict[str, float]:
     """Test NLL (nats per image): own code, other categories, other style, other code."""
+    if not (run / "checkpoint.pt").exists():
+        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
     model = model_from_checkpoint(load_checkpoint(run / "checkpoint.pt")).eval()
     categories = model.config.prior.categories
     if model.config.prior.kind != "categorical_gaussian":

@@ -67,7 +67,9 @@ def test_each_swap_changes_only_its_part(digits: Path, tmp_path: Path) -> None:
     assert nll["other style"] != pytest.approx(nll["own code"], rel=1e-6), "the style is what this decoder reads"
 
 
-def test_a_code_without_a_style_part_is_refused(digits: Path, tmp_path: Path) -> None:
+def test_a_code_without_a_style_part_or_a_folder_without_a_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
     saved_run(tmp_path / "plain", digits, PriorConfig("categorical", 10))
     with pytest.raises(SystemExit, match=r"plain has prior 'categorical'"):
         code_split.code_split(tmp_path / "plain", digits)
+    with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
+        code_split.code_split(tmp_path / "empty", digits)
