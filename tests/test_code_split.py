@@ -32,17 +32,21 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "digits"
 
 
-def saved_run(path: Path, data: Path, prior: PriorConfig, model: PixelGAN | None = None) -> PixelGAN:
-    model = model or PixelGAN(tiny_model_config(image=load_splits(data, seed=0).image, prior=prior))
+def tiny_model(data: Path, prior: PriorConfig) -> PixelGAN:
+    return PixelGAN(tiny_model_config(image=load_splits(data, seed=0).image, prior=prior)).eval()
+
+
+def save_run(path: Path, model: PixelGAN) -> Path:
     path.mkdir()
     save_checkpoint(path / "checkpoint.pt", checkpoint_state(model, epoch=0))
-    return model.eval()
+    return path
 
 
 def test_own_and_other_code_match_the_engine(digits: Path, tmp_path: Path) -> None:
-    model = saved_run(tmp_path / "run", digits, PriorConfig("categorical_gaussian", 10))
+    model = tiny_model(digits, PriorConfig("categorical_gaussian", 10))
+    run = save_run(tmp_path / "run", model)
     torch.manual_seed(0)
-    nll = code_split.code_split(tmp_path / "run", digits)
+    nll = code_split.code_split(run, digits)
     test = load_splits(digits, seed=0).test
     assert test is not None
     torch.manual_seed(0)  # the same encoder noise
@@ -52,24 +56,23 @@ def test_own_and_other_code_match_the_engine(digits: Path, tmp_path: Path) -> No
 
 
 def test_each_swap_changes_only_its_part(digits: Path, tmp_path: Path) -> None:
-    """A decoder that reads the style strongly and the categories not at all: swapping the
+    """A decoder that reads the style and not the categories: swapping the
     categories changes nothing, swapping the style is swapping the whole code. (Untrained,
     it has no reason to fit an image better with its own code, so only a change is asserted.)"""
-    model = PixelGAN(tiny_model_config(image=load_splits(digits, seed=0).image, prior=PriorConfig("categorical_gaussian", 10)))
+    model = tiny_model(digits, PriorConfig("categorical_gaussian", 10))
     with torch.no_grad():
         for layer in model.decoder.layers:
             layer.condition.weight[:, :10] = 0
             layer.condition.weight[:, 10:] *= 50
-    saved_run(tmp_path / "run", digits, model.config.prior, model)
-    nll = code_split.code_split(tmp_path / "run", digits)
+    nll = code_split.code_split(save_run(tmp_path / "run", model), digits)
     assert nll["other categories"] == pytest.approx(nll["own code"], rel=1e-6)
     assert nll["other style"] == pytest.approx(nll["other code"], rel=1e-6)
     assert nll["other style"] != pytest.approx(nll["own code"], rel=1e-6), "the style is what this decoder reads"
 
 
 def test_a_code_without_a_style_part_or_a_folder_without_a_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
-    saved_run(tmp_path / "plain", digits, PriorConfig("categorical", 10))
+    plain = save_run(tmp_path / "plain", tiny_model(digits, PriorConfig("categorical", 10)))
     with pytest.raises(SystemExit, match=r"plain has prior 'categorical'"):
-        code_split.code_split(tmp_path / "plain", digits)
+        code_split.code_split(plain, digits)
     with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
         code_split.code_split(tmp_path / "empty", digits)
