@@ -82,12 +82,19 @@ def rows(runs: Path) -> list[dict[str, Any]]:
 
 def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± std of ``ours`` over the seeds of one set-up (measure, prior, profile, data,
-    device); runs stopped by a time limit may differ in epochs, shown as their range."""
+    device); runs stopped by a time limit may differ in epochs, shown as their range. A seed
+    twice in one set-up is an error: it would be counted twice."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in table:
         groups.setdefault((row["measures"], row["prior"], row["profile"], row["data"], row["device"]), []).append(row)
     summary = []
     for (what, prior, profile, data, device), members in groups.items():
+        seeds: dict[int, str] = {}
+        for row in members:
+            if row["seed"] in seeds:
+                raise ValueError(f"runs {seeds[row['seed']]} and {row['run']} are one set-up with the same seed "
+                                 f"{row['seed']}: the mean over seeds would count it twice; move one out of the folder")
+            seeds[row["seed"]] = row["run"]
         values = [row["ours"] for row in members if row["ours"] is not None]
         spread = f" ±{statistics.stdev(values):.2f}" if len(values) > 1 else ""
         low, high = min(row["epochs"] for row in members), max(row["epochs"] for row in members)
@@ -114,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     if not table:
         print(f"paper: error: {args.runs}: no <run>/metrics.json (python -m pixelgan --out {args.runs}/<name> writes one)", file=sys.stderr)
         return 2
+    try:
+        summary = over_seeds(table)
+    except ValueError as error:
+        print(f"paper: error: {args.runs}: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = over_seeds(table)
     text = ("# The paper's MNIST column beside ours\n\n## Over seeds\n\n"
             + markdown(summary, ["measures", "ours", "seeds", "paper", "prior", "profile", "data", "epochs", "device"])
             + "\n## Every run\n\n" + markdown(table, COLUMNS))

@@ -56,3 +56,13 @@ def test_a_folder_without_runs_is_an_error_naming_it(tmp_path: Path, capsys: pyt
     assert paper.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert f"{tmp_path}: no <run>/metrics.json" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_one_seed_twice_in_a_set_up_is_an_error_naming_both_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    for name, epochs in (("semi-100-seed0", 9), ("semi-100-longer-seed0", 10)):
+        write_run(runs, name, prior="categorical_gaussian", dim=10, labels=100, epochs=epochs, test={"test_error": 0.03})
+    assert paper.main([str(runs), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "runs semi-100-longer-seed0 and semi-100-seed0 are one set-up with the same seed 0" in err
+    assert not (tmp_path / "out").exists()
