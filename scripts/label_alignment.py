@@ -1,0 +1,74 @@
+"""Whether a semi-supervised run's categories are bad clusters or good clusters under the wrong labels.
+
+``python scripts/label_alignment.py data/mnist runs/paper/semi-20-seed*`` prints, for each
+run trained with ``--labels N``: the head's test error (the paper's score, argmax of q(y|x));
+the test error its categories would have if each took the commonest label among the
+validation images it holds (10,000 labels: what the clusters could give, not a score of the
+method); how many categories the head names otherwise than that; and how many of the N
+labelled training rows the head gets right. Many renamed categories with the labelled rows
+all right is the head memorising its few labels while the clusters form under other names.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pixelgan.__main__ import labelled_rows, load_splits
+from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.data import data_form
+from pixelgan.evaluation import classification_error, clustering_error, labels_by_majority, posterior_categories
+
+CLASSES = 10
+
+
+@torch.no_grad()
+def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, float | int]:
+    """The head's test error, its categories' majority-label test error, the categories
+    renamed by the majority labels, and the labelled training rows the head gets right."""
+    if not (run / "checkpoint.pt").exists():
+        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
+    state = load_checkpoint(run / "checkpoint.pt")
+    run_settings = state.get("run") or {}
+    labels = run_settings.get("labels", 0)
+    if not labels:
+        raise SystemExit(f"error: {run} was not trained with --labels; its categories have no names to check")
+    model = model_from_checkpoint(state).eval()
+    splits = load_splits(data, seed=0)
+    if splits.test is None:
+        raise SystemExit(f"error: {data} has no test split")
+    likelihood = model.config.decoder.likelihood
+    q_val, q_test = (posterior_categories(model, data_form(images, likelihood), draws)
+                     for images, _ in (splits.validation, splits.test))
+    majority = labels_by_majority(q_val, splits.validation[1])
+    rows = labelled_rows(splits, labels, CLASSES, state["train_config"]["seed"], run_settings.get("limit", 0))
+    head_on_labelled = model.encoder(data_form(splits.train[0][rows], likelihood)).logits.argmax(dim=1)
+    return {
+        "head error %": 100 * classification_error(q_test, splits.test[1]),
+        "majority-label error %": 100 * clustering_error(q_test, splits.test[1], majority),
+        "categories renamed": int((majority != torch.arange(CLASSES)).sum()),
+        "labelled rows right": int((head_on_labelled == splits.train[1][rows]).sum()),
+        "labelled rows": len(rows),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="the prepared folder the runs were trained on (data/mnist)")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)  # the encoder's noise
+    columns = ["head error %", "majority-label error %", "categories renamed", "labelled rows right"]
+    print("| run | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for run in args.runs:
+        found = label_alignment(run, args.data)
+        cells = [f"{found['head error %']:.2f}", f"{found['majority-label error %']:.2f}",
+                 f"{found['categories renamed']} of {CLASSES}", f"{found['labelled rows right']} of {found['labelled rows']}"]
+        print(f"| {run.name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

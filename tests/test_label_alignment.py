@@ -1,0 +1,96 @@
+"""scripts/label_alignment.py: renaming a head's categories moves its error, not its clusters'."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from pixelgan.__main__ import labelled_rows, load_splits
+from pixelgan.checkpoint import checkpoint_state, save_checkpoint
+from pixelgan.config import DatasetConfig, PriorConfig, TrainConfig
+from pixelgan.data import data_form
+from pixelgan.data.prepare import prepare_dataset
+from pixelgan.model import PixelGAN
+from pixelgan.objective import build_optimizers, supervised_phase
+from tests.helpers import tiny_model_config
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "label_alignment.py"
+spec = importlib.util.spec_from_file_location("label_alignment", SCRIPT)
+assert spec is not None and spec.loader is not None
+label_alignment = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(label_alignment)
+
+LABELS = 100
+TRAIN = TrainConfig(seed=0, semi_supervised=True)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    prepare_dataset(DatasetConfig(name="digits", labels=LABELS, validation_size=180, test_size=180), root / "digits", root / "raw")
+    return root / "digits"
+
+
+@pytest.fixture(scope="module")
+def classifier(digits: Path) -> PixelGAN:
+    """A tiny model whose head learnt the labelled rows (the supervised phase alone)."""
+    torch.manual_seed(0)
+    splits = load_splits(digits, seed=0)
+    model = PixelGAN(tiny_model_config(image=splits.image, prior=PriorConfig("categorical_gaussian", 10)))
+    rows = labelled_rows(splits, LABELS, 10, TRAIN.seed)
+    images, labels = data_form(splits.train[0][rows], "bernoulli"), splits.train[1][rows]
+    optimizer = build_optimizers(model, TRAIN).supervised
+    assert optimizer is not None
+    for _ in range(300):
+        supervised_phase(model, optimizer, images, labels)
+    return model.eval()
+
+
+def save_run(path: Path, model: PixelGAN, labels: int = LABELS) -> Path:
+    path.mkdir()
+    state = checkpoint_state(model, epoch=1, train_config=TRAIN, run={"data": "digits", "labels": labels, "limit": 0})
+    save_checkpoint(path / "checkpoint.pt", state)
+    return path
+
+
+def renamed(model: PixelGAN, a: int, b: int) -> PixelGAN:
+    """The same model with categories ``a`` and ``b`` swapped: the same clusters, other names."""
+    swapped = PixelGAN(model.config)
+    swapped.load_state_dict(model.state_dict())
+    order = torch.arange(10)
+    order[[a, b]] = order[[b, a]]
+    head, balance = swapped.encoder.categorical, swapped.encoder.balance
+    assert head is not None and balance is not None
+    with torch.no_grad():
+        head.weight.copy_(head.weight[order])
+        head.bias.copy_(head.bias[order])
+        balance.running_mean.copy_(balance.running_mean[order])
+        balance.running_var.copy_(balance.running_var[order])
+    return swapped.eval()
+
+
+def test_renamed_categories_raise_the_head_error_and_leave_the_clusters_error(
+    digits: Path, classifier: PixelGAN, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    trained = label_alignment.label_alignment(save_run(tmp_path / "trained", classifier), digits)
+    torch.manual_seed(0)  # the same encoder noise
+    swapped = label_alignment.label_alignment(save_run(tmp_path / "swapped", renamed(classifier, 0, 1)), digits)
+    assert trained["categories renamed"] == 0 and trained["labelled rows right"] >= 0.9 * LABELS, "the head fits its labels"
+    assert trained["head error %"] == pytest.approx(trained["majority-label error %"])
+    assert swapped["categories renamed"] == 2
+    assert swapped["labelled rows right"] <= trained["labelled rows right"] - 2 * 0.9 * LABELS / 10
+    assert swapped["head error %"] > trained["head error %"] + 10
+    assert swapped["majority-label error %"] == pytest.approx(trained["majority-label error %"])
+
+
+def test_a_run_without_labels_or_a_folder_without_a_checkpoint_is_refused(
+    digits: Path, classifier: PixelGAN, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit, match=r"unlabelled was not trained with --labels"):
+        label_alignment.label_alignment(save_run(tmp_path / "unlabelled", classifier, labels=0), digits)
+    with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
+        label_alignment.label_alignment(tmp_path / "empty", digits)
