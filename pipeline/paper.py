@@ -54,14 +54,17 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 
 def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning, with categories the code's form where
-    it is not the default, and the discriminator's gradient penalty where there is one. A run
-    older than the code's two settings lacks them in metrics.json; it had the defaults."""
+    it is not the default, the discriminator's gradient penalty and the labelled images' shift
+    where there are any. A run older than the code's two settings lacks them in metrics.json;
+    it had the defaults."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     code = run.get("categorical_code", DEFAULT_ENCODER.categorical_code), run.get("logit_scale", DEFAULT_ENCODER.logit_scale)
     if run["prior"] != "gaussian" and code != (DEFAULT_ENCODER.categorical_code, DEFAULT_ENCODER.logit_scale):
         parts.append(f"{code[0]} code, logit scale {code[1]:g}")
     if run.get("gradient_penalty"):
         parts.append(f"gradient penalty {run['gradient_penalty']:g}")
+    if run.get("label_shift"):
+        parts.append(f"labelled images shifted ±{run['label_shift']}")
     return ", ".join(part for part in parts if part)
 
 

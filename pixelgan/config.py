@@ -222,6 +222,9 @@ class TrainConfig:
     ``semi_supervised`` turns on the supervised phase on the labelled rows of the data;
     without it no label is ever read in training. ``gradient_penalty`` weighs the
     discriminator's zero-centred gradient penalty (``pixelgan.objective``; 0: none).
+    ``label_shift`` moves each labelled image by up to that many pixels every time the
+    supervised phase draws it (0: none): with 20 labels the head otherwise learns its two
+    images of each digit as exceptions while the categories form under other digits' names.
     ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
     computes (``pixelgan.speed``).
     """
@@ -233,6 +236,7 @@ class TrainConfig:
     lr_generator: float = 2e-4
     lr_supervised: float = 1e-3
     gradient_penalty: float = 0.0
+    label_shift: int = 0
     binarize: Binarize = "stochastic"
     semi_supervised: bool = False
     seed: int = 0
@@ -247,6 +251,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
         _at_least("train.gradient_penalty", self.gradient_penalty, 0)
+        _at_least("train.label_shift", self.label_shift, 0)
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
         _choice("train.precision", self.precision, typing.get_args(Precision))
         if self.gradient_penalty and self.compile:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from pixelgan.config import Binarize, ConfigError, Likelihood
 
@@ -43,7 +44,12 @@ def data_form(images: Tensor, likelihood: Likelihood, mode: Binarize = "threshol
 
 
 class ImageDataset(Dataset[Batch]):
-    """uint8 images with labels, served in the form the decoder's likelihood wants."""
+    """uint8 images with labels, served in the form the decoder's likelihood wants.
+
+    ``shift`` moves each image by up to that many pixels each way (zero padding), afresh every
+    time it is drawn: the labelled rows' augmentation (``train.label_shift``), so that a head
+    trained on a few images cannot learn them one by one.
+    """
 
     def __init__(
         self,
@@ -52,6 +58,7 @@ class ImageDataset(Dataset[Batch]):
         *,
         likelihood: Likelihood = "bernoulli",
         binarize: Binarize = "threshold",
+        shift: int = 0,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -63,9 +70,11 @@ class ImageDataset(Dataset[Batch]):
         self.labels = labels.long()
         self.likelihood = likelihood
         self.binarize = binarize
+        self.move = v2.RandomCrop(images.shape[-2:], padding=shift) if shift else None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> Batch:
-        return Batch(data_form(self.images[index], self.likelihood, self.binarize), self.labels[index])
+        image = self.images[index] if self.move is None else self.move(self.images[index])
+        return Batch(data_form(image, self.likelihood, self.binarize), self.labels[index])

@@ -34,6 +34,7 @@ from pixelgan.config import (
         (lambda: TrainConfig(lr_generator=0.0), "train.lr_generator"),
         (lambda: TrainConfig(binarize="maybe"), "train.binarize"),
         (lambda: TrainConfig(gradient_penalty=-1.0), "train.gradient_penalty"),
+        (lambda: TrainConfig(label_shift=-1), "train.label_shift"),
         (lambda: TrainConfig(gradient_penalty=1.0, compile=True), "train.compile"),
     ],
 )

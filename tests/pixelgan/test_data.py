@@ -36,6 +36,21 @@ def test_the_dataset_serves_the_form_the_likelihood_wants() -> None:
         ImageDataset(images, torch.arange(4), likelihood="bernoulli", binarize="none")
 
 
+def test_a_shifted_dataset_moves_each_image_within_its_bound_afresh_at_every_draw() -> None:
+    image = torch.zeros(1, 1, 9, 9, dtype=torch.uint8)
+    image[0, 0, 4, 4] = 255  # one lit pixel in the middle: where it lands is the shift
+    shifted = ImageDataset(image, torch.zeros(1), likelihood="categorical", shift=2)
+    torch.manual_seed(0)
+    moves = set()
+    for _ in range(200):
+        drawn = shifted[0].images[0]
+        assert drawn.sum() == 255, "the pixel stays in the frame, nothing else is lit"
+        (row, column), = drawn.nonzero().tolist()
+        moves.add((row - 4, column - 4))
+    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    assert torch.equal(ImageDataset(image, torch.zeros(1), likelihood="categorical")[0].images, image[0].long())
+
+
 def test_mnist5k_is_500_real_digits_a_class(mnist5k: tuple[torch.Tensor, torch.Tensor]) -> None:
     images, labels = mnist5k
     assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.uint8
