@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch, history = 0, []
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=args.device)
-        saved_train = dict(state["train_config"], epochs=train_config.epochs)  # may be extended
+        # A setting newer than the checkpoint had its default then (e.g. no gradient penalty);
+        # epochs may be extended.
+        saved_train = dataclasses.asdict(TrainConfig()) | dict(state["train_config"], epochs=train_config.epochs)
         if (state["model_config"], saved_train, state["run"]) != (
             dataclasses.asdict(model_config), dataclasses.asdict(train_config), run
         ):

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pixelgan.__main__ import labelled_rows, load_splits, main
-from pixelgan.checkpoint import load_checkpoint
+from pixelgan.checkpoint import load_checkpoint, save_checkpoint
 from pixelgan.config import (
     ConfigError,
     DatasetConfig,
@@ -76,6 +76,21 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
     assert run(tmp_path, "--epochs", "2") == 0
     assert "nothing to do" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_checkpoint_older_than_a_training_setting_resumes_with_its_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, "--epochs", "1") == 0
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    for name in ("gradient_penalty", "label_shift"):  # added after the first full-MNIST runs
+        del state["train_config"][name]
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    assert run(tmp_path, "--epochs", "2") == 0
+    assert "resuming" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+    # A setting the checkpoint does name must still match.
+    assert run(tmp_path, "--epochs", "3", "--gradient-penalty", "0.5") == 2
+    assert "belongs to a run with other settings" in capsys.readouterr().err
 
 
 @pytest.mark.slow
