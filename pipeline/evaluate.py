@@ -73,7 +73,10 @@ def kmeans_baseline(train: Split, validation: Split, test: Split, clusters: int,
 def score_model(
     model: PixelGAN, validation: Split, test: Split, classifier: Classifier, config: EvalConfig, semi_supervised: bool
 ) -> dict[str, Any]:
-    """Every score of one model, its samples from the prior among them."""
+    """Every score of one model, its samples from the prior among them. The encoder draws its
+    noise from torch's global generator, so that is seeded too: the same model scores the same
+    on every run of the stage."""
+    torch.manual_seed(config.seed)
     image = model.config.image
     likelihood = model.config.decoder.likelihood
     batches = DataLoader(ImageDataset(test.uint8, test.labels, likelihood=likelihood), batch_size=250)

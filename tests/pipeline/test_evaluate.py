@@ -90,6 +90,20 @@ def test_the_stages_write_every_metric_and_figure(stage_root: tuple[Path, list[s
     assert table[0].startswith("| prior | dim") and len(table) == 4
 
 
+def test_evaluating_again_gives_the_same_scores(stage_root: tuple[Path, list[str]]) -> None:
+    """The encoder's noise draws are part of every score: a second `dvc repro` of the same
+    models must not move them."""
+    root, overrides = stage_root
+    if not (root / "models" / "classifier.pt").exists():
+        assert classifier.main(overrides) == 0
+    assert evaluate.main(overrides) == 0
+    first = json.loads((root / "metrics" / "eval.json").read_text())
+    assert evaluate.main(overrides) == 0
+    second = json.loads((root / "metrics" / "eval.json").read_text())
+    first.pop("wall_time_s"), second.pop("wall_time_s")
+    assert second == first
+
+
 def test_seed_replicates_are_summarised_by_mean_and_std(stage_root: tuple[Path, list[str]]) -> None:
     _, overrides = stage_root
     spec = train_spec(load_params(overrides))
