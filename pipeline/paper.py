@@ -4,6 +4,9 @@ Reads every ``<runs>/<name>/metrics.json`` that ``python -m pixelgan --data data
 wrote (on this machine or a GPU one), and writes ``results/paper/table.md`` and
 ``table.csv`` (a row per run: device, data, profile, seed, epochs, training time, its metric
 beside the paper's) and a summary over seeds, with each run's figure copied beside them.
+The committed ``table.csv`` is the record: its rows for runs whose folders are not in
+``<runs>`` (made in another session or on a GPU machine) are kept, and a folder replaces
+the row of the same name.
 The paper's figures are those of ../shared/paper/facts.md: Table 1's PixelGAN row (5.27 is
 confirmed, the rest recalled) and the PixelCNN NLL of van den Oord et al. (confirmed).
 """
@@ -83,6 +86,25 @@ def rows(runs: Path) -> list[dict[str, Any]]:
     return found
 
 
+def recorded_rows(table_csv: Path, replaced: set[str]) -> list[dict[str, Any]]:
+    """The rows of an earlier ``table.csv`` whose runs are not in ``replaced``."""
+    if not table_csv.is_file():
+        return []
+    import pyarrow as pa
+    import pyarrow.csv
+
+    types = {"ours": pa.float64(), "test NLL (nats)": pa.float64(), "seed": pa.int64(), "epochs": pa.int64(),
+             "train time (min)": pa.float64()}
+    types |= {column: pa.string() for column in COLUMNS if column not in types}
+    try:
+        recorded = pyarrow.csv.read_csv(table_csv, convert_options=pyarrow.csv.ConvertOptions(column_types=types))
+    except pa.ArrowInvalid as error:
+        raise ValueError(f"{table_csv}: not a table this command wrote ({error})") from error
+    if recorded.column_names != COLUMNS:
+        raise ValueError(f"{table_csv}: columns {recorded.column_names}, expected {COLUMNS}")
+    return [row for row in recorded.to_pylist() if row["run"] not in replaced]
+
+
 def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± std of ``ours`` over the seeds of one set-up (measure, prior, profile, data,
     device); runs stopped by a time limit may differ in epochs, shown as their range. A seed
@@ -96,7 +118,8 @@ def over_seeds(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in members:
             if row["seed"] in seeds:
                 raise ValueError(f"runs {seeds[row['seed']]} and {row['run']} are one set-up with the same seed "
-                                 f"{row['seed']}: the mean over seeds would count it twice; move one out of the folder")
+                                 f"{row['seed']}: the mean over seeds would count it twice; move one out of the folder "
+                                 "(or, for a run kept from table.csv, drop its row)")
             seeds[row["seed"]] = row["run"]
         values = [row["ours"] for row in members if row["ours"] is not None]
         spread = f" ±{statistics.stdev(values):.2f}" if len(values) > 1 else ""
@@ -120,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, help="a folder of python -m pixelgan run folders")
     parser.add_argument("--out", type=Path, default=Path("results/paper"))
     args = parser.parse_args(argv)
-    table = rows(args.runs)
-    if not table:
+    found = rows(args.runs)
+    if not found:
         print(f"paper: error: {args.runs}: no <run>/metrics.json (python -m pixelgan --out {args.runs}/<name> writes one)", file=sys.stderr)
         return 2
     try:
+        recorded = recorded_rows(args.out / "table.csv", {row["run"] for row in found})
+        table = sorted(recorded + found, key=lambda row: row["run"])
         summary = over_seeds(table)
     except ValueError as error:
         print(f"paper: error: {args.runs}: {error}", file=sys.stderr)
@@ -140,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with atomic_path(args.out / "table.csv") as tmp:
         pyarrow.csv.write_csv(pa.Table.from_pylist(table), tmp)
-    for row in table:
+    for row in found:
         figure = args.runs / row["run"] / "figure.png"
         if figure.is_file():
             with atomic_path(args.out / f"{row['run']}.png") as tmp:
                 shutil.copyfile(figure, tmp)
     print(text)
+    print(f"paper: {len(found)} runs from {args.runs}, {len(recorded)} kept from {args.out / 'table.csv'}")
     return 0
 
 

@@ -67,3 +67,33 @@ def test_one_seed_twice_in_a_set_up_is_an_error_naming_both_runs(tmp_path: Path,
     err = capsys.readouterr().err
     assert "runs semi-100-longer-seed0 and semi-100-seed0 are one set-up with the same seed 0" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_recorded_earlier_are_kept_and_a_folder_replaces_its_own_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    for seed, error in enumerate([0.10, 0.20]):
+        write_run(tmp_path / "earlier", f"semi-20-seed{seed}", prior="categorical_gaussian", dim=10, labels=20, seed=seed,
+                  test={"nll_nats": 81.0, "test_error": error})
+    (tmp_path / "earlier" / "semi-20-seed0" / "figure.png").write_bytes(b"old")
+    assert paper.main([str(tmp_path / "earlier"), "--out", str(out)]) == 0
+    # A later session has only its own folders: seed 1 trained longer, seed 2 new.
+    for seed, error in ((1, 0.40), (2, 0.30)):
+        write_run(tmp_path / "later", f"semi-20-seed{seed}", prior="categorical_gaussian", dim=10, labels=20, seed=seed,
+                  epochs=8, test={"nll_nats": 81.0, "test_error": error})
+    assert paper.main([str(tmp_path / "later"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"2 runs from {tmp_path / 'later'}, 1 kept from {out / 'table.csv'}")
+
+    rows = {row["run"]: row for row in pyarrow.csv.read_csv(out / "table.csv").to_pylist()}
+    assert {name: (row["ours"], row["epochs"]) for name, row in rows.items()} == {
+        "semi-20-seed0": (pytest.approx(10.0), 4), "semi-20-seed1": (pytest.approx(40.0), 8), "semi-20-seed2": (pytest.approx(30.0), 8)}
+    assert "| test error %, 20 labels | 26.67 ±15.28 | 3 | 12.08 ±5.50 |" in (out / "table.md").read_text()
+    assert (out / "semi-20-seed0.png").read_bytes() == b"old"
+
+
+def test_a_table_csv_of_other_columns_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_run(tmp_path / "runs", "clustering-seed0", test={"clustering": {"error_paper_rule": 0.1}})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "table.csv").write_text("run,error\nx,0.1\n")
+    assert paper.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'out' / 'table.csv'}: columns ['run', 'error']" in capsys.readouterr().err
+    assert (tmp_path / "out" / "table.csv").read_text() == "run,error\nx,0.1\n"
