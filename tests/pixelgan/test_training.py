@@ -144,11 +144,16 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
-    assert digits_run(tmp_path / "labels", prepared_digits, "--labels", "50", "--label-shift", "1") == 0
+    semi_args = "--prior", "categorical_gaussian", "--labels", "50", "--label-shift", "1"  # a continuous style code too
+    assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
     semi = json.loads((tmp_path / "labels/metrics.json").read_text())
     assert (clusters["label_shift"], semi["label_shift"]) == (0, 1)
     assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
     assert semi["last_epoch"]["sup_acc"] >= 0
+    # Scored again from its checkpoint (which restores the random state), the run gives the same figures.
+    (tmp_path / "labels/metrics.json").unlink()
+    assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
+    assert json.loads((tmp_path / "labels/metrics.json").read_text())["test"] == semi["test"]
 
 
 def test_fewer_labels_are_a_nested_class_balanced_subset(prepared_digits: Path) -> None:
