@@ -69,7 +69,9 @@ def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: 
 
 class KillAfterFirstTrial:
     """A Tune callback that SIGKILLs the sweep's driver once the sweep's saved state records a
-    finished trial; the marker file it leaves disarms it (a restored Tuner brings it back)."""
+    finished trial and that trial's result.json is on disk (on a busy machine the state can be
+    saved before the result is flushed; such a trial is rightly run again); the marker file it
+    leaves disarms it (a restored Tuner brings it back)."""
 
     def __new__(cls, marker: Path, experiment: Path) -> Any:
         from ray.tune import Callback
@@ -82,7 +84,8 @@ class KillAfterFirstTrial:
                     continue
                 for trial, _ in saved["trial_data"]:
                     trial = json.loads(trial)
-                    if trial["status"] == "TERMINATED":
+                    results = list(experiment.glob(f"*-{trial['trial_id']}/result.json"))
+                    if trial["status"] == "TERMINATED" and results and results[0].read_text().endswith("\n"):
                         return trial["trial_id"]
             return None
 
