@@ -97,25 +97,36 @@ def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | str) -> dict[str, float]:
+def evaluate(
+    model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool = False
+) -> dict[str, float]:
     """NLL in nats per image given each image's own code, and given another image's code.
 
     ``nll`` is -log p(x | f(x, n)). ``nll_other_code`` pairs each image with the code of the
     next image in its batch: the gap between the two is how much the decoder uses z, the
-    thing a PixelCNN decoder is known to learn to do without.
+    thing a PixelCNN decoder is known to learn to do without. With ``classify`` (a
+    semi-supervised model, whose categories are the classes) ``error`` is the categorical
+    head's error against the batches' labels, from one noise draw: an epoch-by-epoch view of
+    the score that the run's end measures on the test split.
     """
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64)  # own-code NLL, other-code NLL, images
+    totals = torch.zeros(4, dtype=torch.float64)  # own-code NLL, other-code NLL, head errors, images
     for batch in batches:
         images = batch.images.to(device)
-        code = model.encoder(images).code
-        own = negative_log_likelihood(model.decoder(images, code), images).sum()
-        other = negative_log_likelihood(model.decoder(images, code.roll(1, dims=0)), images).sum()
-        totals += torch.tensor([float(own), float(other), len(images)], dtype=torch.float64)
+        encoded = model.encoder(images)
+        own = negative_log_likelihood(model.decoder(images, encoded.code), images).sum()
+        other = negative_log_likelihood(model.decoder(images, encoded.code.roll(1, dims=0)), images).sum()
+        wrong = 0
+        if classify and encoded.logits is not None:
+            wrong = (encoded.logits.argmax(dim=1).cpu() != batch.labels).sum()
+        totals += torch.tensor([float(own), float(other), float(wrong), len(images)], dtype=torch.float64)
     if _distributed():  # each worker saw its own shard
         dist.all_reduce(totals)
-    count = max(float(totals[2]), 1.0)
-    return {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count}
+    count = max(float(totals[3]), 1.0)
+    metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count}
+    if classify:
+        metrics["error"] = float(totals[2]) / count
+    return metrics
 
 
 def fit(
@@ -144,7 +155,8 @@ def fit(
             model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty
         )
         if val_batches is not None:
-            metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device).items()}
+            classify = labelled_batches is not None
+            metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device, classify).items()}
         metrics["epoch_time_s"] = time.perf_counter() - started
         for callback in callbacks:
             callback.on_epoch_end(epoch, metrics)

@@ -52,6 +52,27 @@ def test_the_decoder_uses_the_code(mnist5k: tuple[torch.Tensor, torch.Tensor]) -
     assert nll["nll_other_code"] - nll["nll"] > Z_USE_MARGIN_NATS, nll
 
 
+def test_the_validation_error_is_the_heads_error_on_the_labels_given() -> None:
+    """A deterministic encoder's own predictions as labels score 0, every one shifted scores 1,
+    and a model without labels reports no error."""
+    config = ModelConfig(
+        prior=PriorConfig("categorical_gaussian", 10),
+        encoder=EncoderConfig(channels=(8, 8), hidden=32, stochastic=False, noise_dim=0),
+        decoder=DecoderConfig(channels=8, n_layers=1, head_channels=8),
+    )
+    model = PixelGAN(config).eval()
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    whole = next(iter(DataLoader(ImageDataset(images, torch.zeros(40, dtype=torch.int64)), batch_size=40)))
+    predicted = model.encoder(whole.images).logits.argmax(dim=1)
+
+    def error(labels: torch.Tensor, classify: bool = True) -> dict[str, float]:
+        return evaluate(model, DataLoader(ImageDataset(images, labels), batch_size=16), "cpu", classify)
+
+    assert error(predicted)["error"] == 0.0
+    assert error((predicted + 1) % 10)["error"] == 1.0
+    assert "error" not in error(predicted, classify=False)
+
+
 def run(out: Path, *args: str) -> int:
     return main(["--out", str(out), "--limit", "128", "--samples", "0", *args])
 
@@ -149,7 +170,8 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     semi = json.loads((tmp_path / "labels/metrics.json").read_text())
     assert (clusters["label_shift"], semi["label_shift"]) == (0, 1)
     assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
-    assert semi["last_epoch"]["sup_acc"] >= 0
+    assert semi["last_epoch"]["sup_acc"] >= 0 and 0 <= semi["last_epoch"]["val_error"] <= 1
+    assert "val_error" not in clusters["last_epoch"], "categories without labels have no names to score"
     # Scored again from its checkpoint (which restores the random state), the run gives the same figures.
     (tmp_path / "labels/metrics.json").unlink()
     assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
