@@ -154,6 +154,19 @@ def scores(model: PixelGAN, splits: Splits, semi_supervised: bool, draws: int, d
     return result
 
 
+def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """``name: saved value there, wanted value here`` for every setting that differs, nested
+    dicts flattened to dotted names, so a refused resume says what to pass."""
+    changed = []
+    for key in sorted(saved.keys() | wanted.keys()):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key} {old!r} in the checkpoint, {new!r} now")
+    return changed
+
+
 def write_figure(model: PixelGAN, path: Path, columns: int, seed: int, device: str) -> None:
     """One row per category (categorical priors), the global/local grid (a Gaussian code read
     by a PixelCNN), else plain samples from the prior."""
@@ -193,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         # A setting newer than the checkpoint had its default then (e.g. no gradient penalty);
         # epochs may be extended.
         saved_train = dataclasses.asdict(TrainConfig()) | dict(state["train_config"], epochs=train_config.epochs)
-        if (state["model_config"], saved_train, state["run"]) != (
-            dataclasses.asdict(model_config), dataclasses.asdict(train_config), run
-        ):
-            print(f"error: {checkpoint} belongs to a run with other settings; "
-                  "pass another --out or delete that folder", file=sys.stderr)
+        saved = {"model": state["model_config"], "train": saved_train, "run": state["run"]}
+        wanted = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config), "run": run}
+        if changed := differences(saved, wanted):
+            print(f"error: {checkpoint} belongs to a run with other settings ({'; '.join(changed)}); "
+                  "pass those, another --out, or delete that folder", file=sys.stderr)
             return 2
         start_epoch, history = resume(state, model, optimizers), state["history"]
         if start_epoch >= train_config.epochs and (args.out / "metrics.json").exists():

@@ -86,8 +86,11 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
     assert metrics["epochs"] == 1 and metrics["profile"] == "cpu" and metrics["device"]
     # A longer run with other settings in the same folder is refused, naming the checkpoint ...
     assert run(tmp_path, "--epochs", "2", "--dim", "5") == 2
-    assert "checkpoint.pt belongs to a run with other settings" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "checkpoint.pt belongs to a run with other settings" in error
+    assert "model.prior.dim 2 in the checkpoint, 5 now" in error, "it names what differs"
     assert run(tmp_path, "--epochs", "2", "--limit", "256") == 2, "another training set"
+    assert "run.limit 128 in the checkpoint, 256 now" in capsys.readouterr().err
     # ... while asking for more epochs is not: it carries on from the checkpoint,
     assert run(tmp_path, "--epochs", "2") == 0
     assert "resuming" in capsys.readouterr().out
@@ -106,11 +109,14 @@ def test_a_checkpoint_older_than_a_training_setting_resumes_with_its_default(tmp
     for name in ("gradient_penalty", "label_shift"):  # added after the first full-MNIST runs
         del state["train_config"][name]
     save_checkpoint(tmp_path / "checkpoint.pt", state)
-    assert run(tmp_path, "--epochs", "2") == 0
+    # The cpu profile's shift (2) came later than the checkpoint, which trained without one.
+    assert run(tmp_path, "--epochs", "2") == 2
+    assert "train.label_shift 0 in the checkpoint, 2 now" in capsys.readouterr().err
+    assert run(tmp_path, "--epochs", "2", "--label-shift", "0") == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
     # A setting the checkpoint does name must still match.
-    assert run(tmp_path, "--epochs", "3", "--gradient-penalty", "0.5") == 2
+    assert run(tmp_path, "--epochs", "3", "--label-shift", "0", "--gradient-penalty", "0.5") == 2
     assert "belongs to a run with other settings" in capsys.readouterr().err
 
 
@@ -168,7 +174,7 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     semi_args = "--prior", "categorical_gaussian", "--labels", "50", "--label-shift", "1"  # a continuous style code too
     assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
     semi = json.loads((tmp_path / "labels/metrics.json").read_text())
-    assert (clusters["label_shift"], semi["label_shift"]) == (0, 1)
+    assert (clusters["label_shift"], semi["label_shift"]) == (2, 1), "the cpu profile's, then --label-shift"
     assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
     assert semi["last_epoch"]["sup_acc"] >= 0 and 0 <= semi["last_epoch"]["val_error"] <= 1
     assert "val_error" not in clusters["last_epoch"], "categories without labels have no names to score"
