@@ -5,13 +5,15 @@ run trained with ``--labels N``: the head's test error (the paper's score, argma
 the test error its categories would have if each took the commonest label among the
 validation images it holds (10,000 labels: what the clusters could give, not a score of the
 method); how many categories the head names otherwise than that; and how many of the N
-labelled training rows the head gets right. Many renamed categories with the labelled rows
-all right is the head memorising its few labels while the clusters form under other names.
+labelled training rows the head gets right; and the head's commonest test errors (true digit
+→ the digit it said, with counts). Many renamed categories with the labelled rows all right is
+the head memorising its few labels while the clusters form under other names.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -25,9 +27,10 @@ CLASSES = 10
 
 
 @torch.no_grad()
-def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, float | int]:
+def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, object]:
     """The head's test error, its categories' majority-label test error, the categories
-    renamed by the majority labels, and the labelled training rows the head gets right."""
+    renamed by the majority labels, the labelled training rows the head gets right, and the
+    head's three commonest test errors as (true, said, count)."""
     if not (run / "checkpoint.pt").exists():
         raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
     state = load_checkpoint(run / "checkpoint.pt")
@@ -45,12 +48,16 @@ def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, float | 
     majority = labels_by_majority(q_val, splits.validation[1])
     rows = labelled_rows(splits, labels, CLASSES, state["train_config"]["seed"], run_settings.get("limit", 0))
     head_on_labelled = model.encoder(data_form(splits.train[0][rows], likelihood)).logits.argmax(dim=1)
+    said, true = q_test.argmax(dim=1), splits.test[1]
+    wrong = said != true
+    confusions = Counter(zip(true[wrong].tolist(), said[wrong].tolist())).most_common(3)
     return {
         "head error %": 100 * classification_error(q_test, splits.test[1]),
         "majority-label error %": 100 * clustering_error(q_test, splits.test[1], majority),
         "categories renamed": int((majority != torch.arange(CLASSES)).sum()),
         "labelled rows right": int((head_on_labelled == splits.train[1][rows]).sum()),
         "labelled rows": len(rows),
+        "commonest errors": [(true_digit, said_digit, count) for (true_digit, said_digit), count in confusions],
     }
 
 
@@ -60,13 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
     args = parser.parse_args(argv)
     torch.manual_seed(0)  # the encoder's noise
-    columns = ["head error %", "majority-label error %", "categories renamed", "labelled rows right"]
+    columns = ["head error %", "majority-label error %", "categories renamed", "labelled rows right", "commonest errors"]
     print("| run | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for run in args.runs:
         found = label_alignment(run, args.data)
         cells = [f"{found['head error %']:.2f}", f"{found['majority-label error %']:.2f}",
-                 f"{found['categories renamed']} of {CLASSES}", f"{found['labelled rows right']} of {found['labelled rows']}"]
+                 f"{found['categories renamed']} of {CLASSES}", f"{found['labelled rows right']} of {found['labelled rows']}",
+                 ", ".join(f"{true}→{said} {count}" for true, said, count in found["commonest errors"])]
         print(f"| {run.name} | " + " | ".join(cells) + " |")
 
 

@@ -85,6 +85,8 @@ def test_renamed_categories_raise_the_head_error_and_leave_the_clusters_error(
     assert swapped["labelled rows right"] <= trained["labelled rows right"] - 2 * 0.9 * LABELS / 10
     assert swapped["head error %"] > trained["head error %"] + 10
     assert swapped["majority-label error %"] == pytest.approx(trained["majority-label error %"])
+    (first, second) = swapped["commonest errors"][:2]
+    assert {first[:2], second[:2]} == {(0, 1), (1, 0)}, "the swapped digits lead the errors"
 
 
 def test_a_run_without_labels_or_a_folder_without_a_checkpoint_is_refused(
