@@ -155,7 +155,7 @@ def scores(model: PixelGAN, splits: Splits, semi_supervised: bool, draws: int, d
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """``name: saved value there, wanted value here`` for every setting that differs, nested
+    """``name <saved> in the checkpoint, <wanted> now`` for every setting that differs, nested
     dicts flattened to dotted names, so a refused resume says what to pass."""
     changed = []
     for key in sorted(saved.keys() | wanted.keys()):
