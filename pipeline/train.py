@@ -51,6 +51,7 @@ from pixelgan.engine import Callback, PrintProgress, fit
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
+from pixelgan.schedule import LearningRateSchedule
 from pixelgan.speed import accelerated
 
 FINISHED = "FINISHED"
@@ -155,7 +156,7 @@ def train_worker(config: dict[str, Any]) -> None:
         unused = isinstance(part, Encoder) and spec.model.prior.kind == "categorical_gaussian"
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
-    callbacks: list[Callback] = [SetSamplerEpoch(sampler)]
+    callbacks: list[Callback] = [SetSamplerEpoch(sampler), LearningRateSchedule(optimizers, spec.train)]
     if rank == 0:
         callbacks.append(PrintProgress(spec.train.epochs))
     callbacks.append(ReportToRay(rank, model, optimizers, spec.train, history=history))

@@ -37,6 +37,7 @@ from pixelgan.figures import by_category, draw, global_local, save_grid
 from pixelgan.io import write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
+from pixelgan.schedule import LearningRateSchedule
 from pixelgan.speed import accelerated, device_name
 
 VALIDATION_SIZE = 500  # of the embedded MNIST-5k, which has no split of its own
@@ -75,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label-shift", type=int, help="pixels the labelled images move, at most, each time they are drawn; default: the profile's")
+    parser.add_argument("--lr-schedule", help="constant | cosine (every rate annealed towards zero over the epochs); default: the profile's")
     parser.add_argument("--gradient-penalty", type=float, help="weight of D's gradient penalty (0: none); default: the profile's")
     parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's")
@@ -128,7 +130,7 @@ def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, 
         changes.setdefault(part, {})[key] = yaml.safe_load(value)
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty,
-             "label_shift": args.label_shift,
+             "label_shift": args.label_shift, "lr_schedule": args.lr_schedule,
              "precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
         args.profile, seed=args.seed, semi_supervised=args.labels > 0,
@@ -230,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if start_epoch < train_config.epochs:  # scores of fewer epochs no longer describe the run
         (args.out / "metrics.json").unlink(missing_ok=True)
     saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)
+    callbacks = [LearningRateSchedule(optimizers, train_config), PrintProgress(train_config.epochs), saver]
     fast = accelerated(model, train_config, torch.device(args.device))
     started, epoch_s = time.perf_counter(), 0.0
     for epoch in range(start_epoch, train_config.epochs):
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         epoch_started = time.perf_counter()
         fit(fast, optimizers, train_batches, epochs=epoch + 1, start_epoch=epoch, val_batches=val_batches,
-            labelled_batches=labelled_batches, callbacks=[PrintProgress(train_config.epochs), saver], device=args.device,
+            labelled_batches=labelled_batches, callbacks=callbacks, device=args.device,
             gradient_penalty=train_config.gradient_penalty)
         epoch_s = time.perf_counter() - epoch_started
 
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
         "categorical_code": model_config.encoder.categorical_code, "logit_scale": model_config.encoder.logit_scale,
         "gradient_penalty": train_config.gradient_penalty, "label_shift": train_config.label_shift,
+        "lr_schedule": train_config.lr_schedule,
         "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],

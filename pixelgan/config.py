@@ -19,6 +19,7 @@ Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
 CategoricalCode = Literal["softmax", "one_hot"]  # the code the decoder and D read (encoder.py)
 Precision = Literal["fp32", "bf16"]
+LrSchedule = Literal["constant", "cosine"]  # train.lr_schedule (schedule.py)
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
 
@@ -225,6 +226,8 @@ class TrainConfig:
     ``label_shift`` moves each labelled image by up to that many pixels every time the
     supervised phase draws it (0: none): with 20 labels the head otherwise learns its two
     images of each digit as exceptions while the categories form under other digits' names.
+    ``lr_schedule`` is ``constant`` or ``cosine`` (every phase's rate annealed towards zero
+    over ``epochs``: ``pixelgan.schedule``).
     ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
     computes (``pixelgan.speed``).
     """
@@ -235,6 +238,7 @@ class TrainConfig:
     lr_discriminator: float = 2e-4
     lr_generator: float = 2e-4
     lr_supervised: float = 1e-3
+    lr_schedule: LrSchedule = "constant"
     gradient_penalty: float = 0.0
     label_shift: int = 0
     binarize: Binarize = "stochastic"
@@ -250,6 +254,7 @@ class TrainConfig:
         for name in ("lr_reconstruction", "lr_discriminator", "lr_generator", "lr_supervised"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be > 0")
+        _choice("train.lr_schedule", self.lr_schedule, typing.get_args(LrSchedule))
         _at_least("train.gradient_penalty", self.gradient_penalty, 0)
         _at_least("train.label_shift", self.label_shift, 0)
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))

@@ -35,6 +35,7 @@ from pixelgan.config import (
         (lambda: TrainConfig(binarize="maybe"), "train.binarize"),
         (lambda: TrainConfig(gradient_penalty=-1.0), "train.gradient_penalty"),
         (lambda: TrainConfig(label_shift=-1), "train.label_shift"),
+        (lambda: TrainConfig(lr_schedule="linear"), "train.lr_schedule"),
         (lambda: TrainConfig(gradient_penalty=1.0, compile=True), "train.compile"),
     ],
 )
