@@ -86,13 +86,21 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def _sum_over_workers(values: Tensor) -> Tensor:
+    """``values`` summed over the workers, back on the CPU. NCCL reduces only GPU tensors, so
+    under it they travel through this worker's GPU; gloo reduces them where they are."""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else values.device
+    summed = values.to(device)
+    dist.all_reduce(summed)
+    return summed.cpu()
+
+
 def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
     """Average each metric over the data-parallel workers (a no-op in one process)."""
     if not _distributed() or not metrics:
         return metrics
     names = sorted(metrics)
-    values = torch.tensor([metrics[name] for name in names], dtype=torch.float64)
-    dist.all_reduce(values)
+    values = _sum_over_workers(torch.tensor([metrics[name] for name in names], dtype=torch.float64))
     return dict(zip(names, (values / dist.get_world_size()).tolist()))
 
 
@@ -121,7 +129,7 @@ def evaluate(
             wrong = (encoded.logits.argmax(dim=1).cpu() != batch.labels).sum()
         totals += torch.tensor([float(own), float(other), float(wrong), len(images)], dtype=torch.float64)
     if _distributed():  # each worker saw its own shard
-        dist.all_reduce(totals)
+        totals = _sum_over_workers(totals)
     count = max(float(totals[3]), 1.0)
     metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count}
     if classify:

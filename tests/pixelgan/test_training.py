@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from pixelgan.__main__ import labelled_rows, load_splits, main
@@ -52,9 +53,9 @@ def test_the_decoder_uses_the_code(mnist5k: tuple[torch.Tensor, torch.Tensor]) -
     assert nll["nll_other_code"] - nll["nll"] > Z_USE_MARGIN_NATS, nll
 
 
-def test_the_validation_error_is_the_heads_error_on_the_labels_given() -> None:
+def test_the_validation_error_is_the_heads_error_on_the_labels_given(tmp_path: Path) -> None:
     """A deterministic encoder's own predictions as labels score 0, every one shifted scores 1,
-    and a model without labels reports no error."""
+    and a model without labels reports no error; in a process group of one, the same."""
     config = ModelConfig(
         prior=PriorConfig("categorical_gaussian", 10),
         encoder=EncoderConfig(channels=(8, 8), hidden=32, stochastic=False, noise_dim=0),
@@ -71,6 +72,12 @@ def test_the_validation_error_is_the_heads_error_on_the_labels_given() -> None:
     assert error(predicted)["error"] == 0.0
     assert error((predicted + 1) % 10)["error"] == 1.0
     assert "error" not in error(predicted, classify=False)
+    alone = error(predicted)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        assert error(predicted) == alone, "summed over the workers (here one) as in one process"
+    finally:
+        dist.destroy_process_group()
 
 
 def run(out: Path, *args: str) -> int:
