@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from pixelgan.config import (
     DecoderConfig,
@@ -12,6 +13,7 @@ from pixelgan.config import (
     ModelConfig,
     PriorConfig,
 )
+from pixelgan.__main__ import main
 
 
 # The same shrunk model as `conf/` overrides, for the pipeline's stages.
@@ -44,3 +46,8 @@ def tiny_model_config(
         decoder=decoder_config,
         discriminator=DiscriminatorConfig(hidden=(16, 16)),
     )
+
+
+def cli_run(out: Path, *args: str) -> int:
+    """``python -m pixelgan`` on the embedded MNIST-5k's first 128 images, no figure, into ``out``."""
+    return main(["--out", str(out), "--limit", "128", "--samples", "0", *args])

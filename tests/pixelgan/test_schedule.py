@@ -12,8 +12,7 @@ from pixelgan.config import PriorConfig, TrainConfig
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
 from pixelgan.schedule import LearningRateSchedule, lr_factor
-from tests.helpers import tiny_model_config
-from tests.pixelgan.test_training import run
+from tests.helpers import cli_run, tiny_model_config
 
 
 def test_cosine_anneals_from_the_configured_rates_towards_zero_and_constant_does_not() -> None:
@@ -40,9 +39,9 @@ def test_each_phase_gets_its_own_rate_times_the_epochs_share() -> None:
 
 @pytest.mark.slow
 def test_a_run_stopped_and_resumed_ends_at_the_last_epochs_rates(tmp_path: Path) -> None:
-    assert run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine", "--time-limit", "1e-9") == 0
-    assert run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine") == 0
+    assert cli_run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine", "--time-limit", "1e-9") == 0
+    assert cli_run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine") == 0
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     rate = state["optimizers"]["reconstruction"]["param_groups"][0]["lr"]
     assert math.isclose(rate, state["train_config"]["lr_reconstruction"] * lr_factor("cosine", 3, 3))
-    assert run(tmp_path, "--epochs", "3") == 2, "a constant-rate run cannot take over a cosine one"
+    assert cli_run(tmp_path, "--epochs", "3") == 2, "a constant-rate run cannot take over a cosine one"

@@ -28,6 +28,7 @@ from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
+from tests.helpers import cli_run
 
 Z_USE_MARGIN_NATS = 10.0
 
@@ -80,63 +81,59 @@ def test_the_validation_error_is_the_heads_error_on_the_labels_given(tmp_path: P
         dist.destroy_process_group()
 
 
-def run(out: Path, *args: str) -> int:
-    return main(["--out", str(out), "--limit", "128", "--samples", "0", *args])
-
-
 @pytest.mark.slow
 def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(tmp_path, "--epochs", "1") == 0
+    assert cli_run(tmp_path, "--epochs", "1") == 0
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"nll", "d_loss", "g_loss", "val_nll", "val_nll_other_code", "epoch_time_s"} <= set(metrics["last_epoch"])
     assert metrics["epochs"] == 1 and metrics["profile"] == "cpu" and metrics["device"]
     # A longer run with other settings in the same folder is refused, naming the checkpoint ...
-    assert run(tmp_path, "--epochs", "2", "--dim", "5") == 2
+    assert cli_run(tmp_path, "--epochs", "2", "--dim", "5") == 2
     error = capsys.readouterr().err
     assert "checkpoint.pt belongs to a run with other settings" in error
     assert "model.prior.dim 2 in the checkpoint, 5 now" in error, "it names what differs"
-    assert run(tmp_path, "--epochs", "2", "--limit", "256") == 2, "another training set"
+    assert cli_run(tmp_path, "--epochs", "2", "--limit", "256") == 2, "another training set"
     assert "run.limit 128 in the checkpoint, 256 now" in capsys.readouterr().err
     # ... while asking for more epochs is not: it carries on from the checkpoint,
-    assert run(tmp_path, "--epochs", "2") == 0
+    assert cli_run(tmp_path, "--epochs", "2") == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
     # and a finished run, started again, trains nothing and rewrites nothing.
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    assert run(tmp_path, "--epochs", "2") == 0
+    assert cli_run(tmp_path, "--epochs", "2") == 0
     assert "nothing to do" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
 @pytest.mark.slow
 def test_a_checkpoint_older_than_a_training_setting_resumes_with_its_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(tmp_path, "--epochs", "1") == 0
+    assert cli_run(tmp_path, "--epochs", "1") == 0
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     for name in ("gradient_penalty", "label_shift"):  # added after the first full-MNIST runs
         del state["train_config"][name]
     save_checkpoint(tmp_path / "checkpoint.pt", state)
     # The cpu profile's shift (2) came later than the checkpoint, which trained without one.
-    assert run(tmp_path, "--epochs", "2") == 2
+    assert cli_run(tmp_path, "--epochs", "2") == 2
     assert "train.label_shift 0 in the checkpoint, 2 now" in capsys.readouterr().err
-    assert run(tmp_path, "--epochs", "2", "--label-shift", "0") == 0
+    assert cli_run(tmp_path, "--epochs", "2", "--label-shift", "0") == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
     # A setting the checkpoint does name must still match.
-    assert run(tmp_path, "--epochs", "3", "--label-shift", "0", "--gradient-penalty", "0.5") == 2
+    assert cli_run(tmp_path, "--epochs", "3", "--label-shift", "0", "--gradient-penalty", "0.5") == 2
     assert "belongs to a run with other settings" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_a_time_limit_ends_the_call_after_an_epoch_and_the_next_call_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(tmp_path, "--epochs", "3", "--time-limit", "1e-9") == 0
+    assert cli_run(tmp_path, "--epochs", "3", "--time-limit", "1e-9") == 0
     assert "stopped after epoch 1/3" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     assert not (tmp_path / "metrics.json").exists(), "an unfinished run is not marked done"
-    assert run(tmp_path, "--epochs", "3") == 0
+    assert cli_run(tmp_path, "--epochs", "3") == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
     # Extended past its scores and stopped again, it loses them: they describe 3 epochs, not 4.
-    assert run(tmp_path, "--epochs", "5", "--time-limit", "1e-9") == 0
+    assert cli_run(tmp_path, "--epochs", "5", "--time-limit", "1e-9") == 0
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4
     assert not (tmp_path / "metrics.json").exists(), "stale scores are not left beside a longer run"
 
