@@ -57,8 +57,8 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 
 def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning, with categories the code's form where
-    it is not the default, the discriminator's gradient penalty, the labelled images' shift
-    and a learning-rate schedule where there are any. A run older than one of these settings
+    it is not the default, the discriminator's gradient penalty, the labelled images' turn and
+    shift and a learning-rate schedule where there are any. A run older than one of these settings
     lacks it in metrics.json; it had the default."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     code = run.get("categorical_code", DEFAULT_ENCODER.categorical_code), run.get("logit_scale", DEFAULT_ENCODER.logit_scale)
@@ -66,8 +66,10 @@ def prior_text(run: dict[str, Any]) -> str:
         parts.append(f"{code[0]} code, logit scale {code[1]:g}")
     if run.get("gradient_penalty"):
         parts.append(f"gradient penalty {run['gradient_penalty']:g}")
-    if run.get("label_shift"):
-        parts.append(f"labelled images shifted ±{run['label_shift']}")
+    moves = [f"turned ±{run['label_rotation']:g}°"] if run.get("label_rotation") else []
+    moves += [f"shifted ±{run['label_shift']}"] if run.get("label_shift") else []
+    if moves:
+        parts.append(f"labelled images {' and '.join(moves)}")
     if run.get("lr_schedule", "constant") != "constant":
         parts.append(f"{run['lr_schedule']} learning rates")
     return ", ".join(part for part in parts if part)

@@ -101,13 +101,14 @@ def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset, ImageDataset 
     validation, _ = read_split(spec.paths.split(spec.dataset.name, "validation"))
     likelihood = spec.model.decoder.likelihood
 
-    def dataset(images: Any, labels: Any, binarize: str, shift: int = 0) -> ImageDataset:
-        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize, shift=shift)
+    def dataset(images: Any, labels: Any, binarize: str, **moves: float) -> ImageDataset:
+        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize, **moves)
 
     labelled = None
     if spec.train.semi_supervised:
         rows = train.labelled.nonzero()[0]
-        labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize, spec.train.label_shift)
+        labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize,
+                           shift=spec.train.label_shift, rotation=spec.train.label_rotation)
     return (
         dataset(train.images, train.labels, spec.train.binarize),
         dataset(validation.images, validation.labels, "threshold"),

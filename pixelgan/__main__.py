@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label-shift", type=int, help="pixels the labelled images move, at most, each time they are drawn; default: the profile's")
+    parser.add_argument("--label-rotation", type=float, help="degrees the labelled images turn, at most, each time they are drawn; default: the profile's")
     parser.add_argument("--lr-schedule", help="constant | cosine (every rate annealed towards zero over the epochs); default: the profile's")
     parser.add_argument("--gradient-penalty", type=float, help="weight of D's gradient penalty (0: none); default: the profile's")
     parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
@@ -130,7 +131,7 @@ def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, 
         changes.setdefault(part, {})[key] = yaml.safe_load(value)
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty,
-             "label_shift": args.label_shift, "lr_schedule": args.lr_schedule,
+             "label_shift": args.label_shift, "label_rotation": args.label_rotation, "lr_schedule": args.lr_schedule,
              "precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
     train = profiles.train_config(
         args.profile, seed=args.seed, semi_supervised=args.labels > 0,
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     labelled_batches = None
     if labelled is not None:
         labelled_set = ImageDataset(train_images[labelled], train_labels[labelled], likelihood=likelihood,
-                                    binarize=train_config.binarize, shift=train_config.label_shift)
+                                    binarize=train_config.binarize, shift=train_config.label_shift,
+                                    rotation=train_config.label_rotation)
         labelled_batches = DataLoader(labelled_set, batch_size=min(train_config.batch_size, len(labelled_set)), shuffle=True, drop_last=True)
     if start_epoch < train_config.epochs:  # scores of fewer epochs no longer describe the run
         (args.out / "metrics.json").unlink(missing_ok=True)
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
         "categorical_code": model_config.encoder.categorical_code, "logit_scale": model_config.encoder.logit_scale,
         "gradient_penalty": train_config.gradient_penalty, "label_shift": train_config.label_shift,
-        "lr_schedule": train_config.lr_schedule,
+        "label_rotation": train_config.label_rotation, "lr_schedule": train_config.lr_schedule,
         "seed": args.seed, "epochs": state["epoch"],
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],

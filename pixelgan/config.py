@@ -226,6 +226,9 @@ class TrainConfig:
     ``label_shift`` moves each labelled image by up to that many pixels every time the
     supervised phase draws it (0: none): with 20 labels the head otherwise learns its two
     images of each digit as exceptions while the categories form under other digits' names.
+    ``label_rotation`` turns each labelled image by up to that many degrees either way, afresh
+    at every draw, before the shift (0: none): the few labelled images then cover more of the
+    slants a digit is written at.
     ``lr_schedule`` is ``constant`` or ``cosine`` (every phase's rate annealed towards zero
     over ``epochs``: ``pixelgan.schedule``).
     ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
@@ -241,6 +244,7 @@ class TrainConfig:
     lr_schedule: LrSchedule = "constant"
     gradient_penalty: float = 0.0
     label_shift: int = 0
+    label_rotation: float = 0.0
     binarize: Binarize = "stochastic"
     semi_supervised: bool = False
     seed: int = 0
@@ -257,6 +261,8 @@ class TrainConfig:
         _choice("train.lr_schedule", self.lr_schedule, typing.get_args(LrSchedule))
         _at_least("train.gradient_penalty", self.gradient_penalty, 0)
         _at_least("train.label_shift", self.label_shift, 0)
+        if not 0 <= self.label_rotation <= 180:
+            raise ConfigError(f"train.label_rotation={self.label_rotation} must be degrees in [0, 180]")
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
         _choice("train.precision", self.precision, typing.get_args(Precision))
         if self.gradient_penalty and self.compile:

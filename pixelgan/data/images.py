@@ -46,9 +46,10 @@ def data_form(images: Tensor, likelihood: Likelihood, mode: Binarize = "threshol
 class ImageDataset(Dataset[Batch]):
     """uint8 images with labels, served in the form the decoder's likelihood wants.
 
-    ``shift`` moves each image by up to that many pixels each way (zero padding), afresh every
-    time it is drawn: the labelled rows' augmentation (``train.label_shift``), so that a head
-    trained on a few images cannot learn them one by one.
+    ``rotation`` turns each image by up to that many degrees either way (bilinear), then
+    ``shift`` moves it by up to that many pixels each way (zero padding), afresh every time it
+    is drawn: the labelled rows' augmentation (``train.label_rotation``, ``train.label_shift``),
+    so that a head trained on a few images cannot learn them one by one.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class ImageDataset(Dataset[Batch]):
         likelihood: Likelihood = "bernoulli",
         binarize: Binarize = "threshold",
         shift: int = 0,
+        rotation: float = 0.0,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -70,7 +72,9 @@ class ImageDataset(Dataset[Batch]):
         self.labels = labels.long()
         self.likelihood = likelihood
         self.binarize = binarize
-        self.move = v2.RandomCrop(images.shape[-2:], padding=shift) if shift else None
+        moves = [v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR)] if rotation else []
+        moves += [v2.RandomCrop(images.shape[-2:], padding=shift)] if shift else []
+        self.move = v2.Compose(moves) if moves else None
 
     def __len__(self) -> int:
         return len(self.images)

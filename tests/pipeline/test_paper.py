@@ -34,6 +34,8 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     write_run(runs, "semi-20", prior="categorical_gaussian", dim=10, labels=20, label_shift=2, test={"nll_nats": 81.0, "test_error": 0.5})
     write_run(runs, "semi-20-cosine", prior="categorical_gaussian", dim=10, labels=20, label_shift=2, lr_schedule="cosine",
               test={"nll_nats": 81.0, "test_error": 0.25})
+    write_run(runs, "semi-20-turned", prior="categorical_gaussian", dim=10, labels=20, label_shift=2, label_rotation=15.0,
+              test={"nll_nats": 81.0, "test_error": 0.2})
     write_run(runs, "pixelcnn", prior="gaussian", dim=2, conditioning="none", test={"nll_nats": 90.5})
     write_run(runs, "aae", prior="gaussian", dim=2, conditioning="location_dependent", autoregressive=False, test={"nll_nats": 199.0})
     (runs / "semi-20" / "figure.png").write_bytes(b"png")
@@ -44,6 +46,7 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     assert rows["semi-20"]["ours"] == pytest.approx(50.0) and rows["semi-20"]["paper"] == "12.08 ±5.50"
     assert rows["semi-20"]["prior"] == "categorical_gaussian 10, location_independent, labelled images shifted ±2"
     assert rows["semi-20-cosine"]["prior"].endswith("labelled images shifted ±2, cosine learning rates"), "a summary row of its own"
+    assert rows["semi-20-turned"]["prior"].endswith("labelled images turned ±15° and shifted ±2")
     assert rows["clustering-style"]["measures"] == "clustering error %, 30 categories", "30 categories + a style code"
     assert rows["clustering-style"]["ours"] == pytest.approx(15.0)
     assert rows["pixelcnn"]["measures"] == "test NLL, plain PixelCNN" and rows["pixelcnn"]["ours"] == pytest.approx(90.5)

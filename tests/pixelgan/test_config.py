@@ -35,6 +35,8 @@ from pixelgan.config import (
         (lambda: TrainConfig(binarize="maybe"), "train.binarize"),
         (lambda: TrainConfig(gradient_penalty=-1.0), "train.gradient_penalty"),
         (lambda: TrainConfig(label_shift=-1), "train.label_shift"),
+        (lambda: TrainConfig(label_rotation=-5), "train.label_rotation"),
+        (lambda: TrainConfig(label_rotation=270), "train.label_rotation"),
         (lambda: TrainConfig(lr_schedule="linear"), "train.lr_schedule"),
         (lambda: TrainConfig(gradient_penalty=1.0, compile=True), "train.compile"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -49,6 +51,22 @@ def test_a_shifted_dataset_moves_each_image_within_its_bound_afresh_at_every_dra
         moves.add((row - 4, column - 4))
     assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
     assert torch.equal(ImageDataset(image, torch.zeros(1), likelihood="categorical")[0].images, image[0].long())
+
+
+def test_a_turned_dataset_rotates_each_image_within_its_bound_afresh_at_every_draw() -> None:
+    image = torch.zeros(1, 1, 21, 21, dtype=torch.uint8)
+    image[0, 0, 10, 18] = 255  # one lit pixel 8 right of the centre: its bearing is the turn
+    turned = ImageDataset(image, torch.zeros(1), likelihood="categorical", rotation=30)
+    rows, columns = torch.meshgrid(torch.arange(21.0) - 10, torch.arange(21.0) - 10, indexing="ij")
+    torch.manual_seed(0)
+    bearings = []
+    for _ in range(200):
+        drawn = turned[0].images[0].float()
+        y, x = (drawn * rows).sum() / drawn.sum(), (drawn * columns).sum() / drawn.sum()
+        assert math.hypot(x, y) == pytest.approx(8, abs=0.5), "turned about the centre, not moved"
+        bearings.append(math.degrees(math.atan2(y, x)))
+    assert max(map(abs, bearings)) <= 30.5
+    assert min(bearings) < -25 and max(bearings) > 25, "both ways, up to the bound"
 
 
 def test_mnist5k_is_500_real_digits_a_class(mnist5k: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -110,7 +110,7 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
 def test_a_checkpoint_older_than_a_training_setting_resumes_with_its_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_run(tmp_path, "--epochs", "1") == 0
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    for name in ("gradient_penalty", "label_shift"):  # added after the first full-MNIST runs
+    for name in ("gradient_penalty", "label_shift", "label_rotation"):  # added after the first full-MNIST runs
         del state["train_config"][name]
     save_checkpoint(tmp_path / "checkpoint.pt", state)
     # The cpu profile's shift (2) came later than the checkpoint, which trained without one.
@@ -175,10 +175,11 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
-    semi_args = "--prior", "categorical_gaussian", "--labels", "50", "--label-shift", "1"  # a continuous style code too
+    semi_args = "--prior", "categorical_gaussian", "--labels", "50", "--label-shift", "1", "--label-rotation", "10"  # a style code too
     assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
     semi = json.loads((tmp_path / "labels/metrics.json").read_text())
     assert (clusters["label_shift"], semi["label_shift"]) == (2, 1), "the cpu profile's, then --label-shift"
+    assert (clusters["label_rotation"], semi["label_rotation"]) == (0, 10), "the cpu profile's, then --label-rotation"
     assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
     assert semi["last_epoch"]["sup_acc"] >= 0 and 0 <= semi["last_epoch"]["val_error"] <= 1
     assert "val_error" not in clusters["last_epoch"], "categories without labels have no names to score"
