@@ -58,8 +58,8 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning, with categories the code's form where
     it is not the default, the discriminator's gradient penalty, the labelled images' turn and
-    shift and a learning-rate schedule where there are any. A run older than one of these settings
-    lacks it in metrics.json; it had the default."""
+    shift and a learning-rate schedule where there are any. A run older than one of these
+    settings lacks it in metrics.json; it had the default."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     code = run.get("categorical_code", DEFAULT_ENCODER.categorical_code), run.get("logit_scale", DEFAULT_ENCODER.logit_scale)
     if run["prior"] != "gaussian" and code != (DEFAULT_ENCODER.categorical_code, DEFAULT_ENCODER.logit_scale):
