@@ -69,6 +69,25 @@ def test_a_turned_dataset_rotates_each_image_within_its_bound_afresh_at_every_dr
     assert min(bearings) < -25 and max(bearings) > 25, "both ways, up to the bound"
 
 
+def test_turn_and_shift_together_turn_about_the_centre_then_move_by_whole_pixels() -> None:
+    image = torch.zeros(1, 2, 21, 21, dtype=torch.uint8)  # both channels get the same moves
+    image[0, 0, 10, 10] = 255  # at the centre: a turn leaves it, so where it lands is the shift
+    image[0, 1, 10, 18] = 255  # 8 right of it: its bearing from the first is the turn
+    moved = ImageDataset(image, torch.zeros(1), likelihood="categorical", rotation=30, shift=2)
+    rows, columns = torch.meshgrid(torch.arange(21.0) - 10, torch.arange(21.0) - 10, indexing="ij")
+    torch.manual_seed(0)
+    shifts, bearings = set(), []
+    for _ in range(300):
+        drawn = moved[0].images.float()
+        (y0, y1), (x0, x1) = [((drawn * grid).sum((1, 2)) / drawn.sum((1, 2))).tolist() for grid in (rows, columns)]
+        assert abs(y0 - round(y0)) < 0.05 and abs(x0 - round(x0)) < 0.05, "whole pixels: shifted after the turn"
+        shifts.add((round(y0), round(x0)))
+        assert math.hypot(x1 - x0, y1 - y0) == pytest.approx(8, abs=0.5)
+        bearings.append(math.degrees(math.atan2(y1 - y0, x1 - x0)))
+    assert shifts == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    assert max(map(abs, bearings)) <= 30.5 and min(bearings) < -25 and max(bearings) > 25
+
+
 def test_mnist5k_is_500_real_digits_a_class(mnist5k: tuple[torch.Tensor, torch.Tensor]) -> None:
     images, labels = mnist5k
     assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.uint8
