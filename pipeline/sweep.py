@@ -12,9 +12,10 @@ as many trials run at once as the cluster has room for with their workers: no tr
 hold a core its workers need, so a 2-core machine never deadlocks.
 
 Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its parameters, its
-final metrics, checkpoint path and wall time), results/best.json (the best trial of each
-prior by ``sweep.metric``) and results/sweep.png (validation NLL against latent size). A
-sweep killed half-way, run again, keeps its finished trials and resumes the rest.
+final metrics, checkpoint path, relative to the project, and wall time), results/best.json
+(the best trial of each prior by ``sweep.metric``) and results/sweep.png (validation NLL
+against latent size). A sweep killed half-way, run again, keeps its finished trials and
+resumes the rest.
 """
 
 from __future__ import annotations
@@ -170,13 +171,24 @@ def results_table(grid: Any) -> list[dict[str, Any]]:
             **{key: value for key, value in point.items() if not key.startswith("prior.")},
             "epochs": metrics.get("epoch"),
             "wall_time_s": metrics.get("time_total_s"),
-            "checkpoint": metrics.get(CHECKPOINT_PATH_KEY),
+            "checkpoint": project_relative(metrics.get(CHECKPOINT_PATH_KEY)),
             "error": str(result.error) if result.error else None,
         }
         for name in ("nll", "val_nll", "val_nll_other_code", "d_loss", "g_loss", "sup_loss", "sup_acc"):
             row[name] = metrics.get(name)
         rows.append(row)
     return sorted(rows, key=lambda r: (r["prior"], r["dim"], r["trial"]))
+
+
+def project_relative(path: str | None) -> str | None:
+    """A path below the working directory (the project, under DVC) as relative to it.
+
+    Ray reports absolute paths; the committed results/best.json and results/sweep.csv must
+    not name the clone they were made in.
+    """
+    if path is None or not Path(path).is_relative_to(Path.cwd()):
+        return path
+    return str(Path(path).relative_to(Path.cwd()))
 
 
 def best_per_prior(rows: list[dict[str, Any]], sweep: SweepConfig) -> dict[str, dict[str, Any]]:

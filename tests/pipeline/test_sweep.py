@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline._config import load_params
-from pipeline.sweep import SweepConfig, run_sweep, trial_specs
+from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs
 from pixelgan.config import ConfigError, from_dict
 from tests.pipeline.conftest import Cluster
 from tests.pipeline.test_train import overrides
@@ -97,6 +97,15 @@ class KillAfterFirstTrial:
                     os.kill(os.getpid(), signal.SIGKILL)
 
         return Kill()
+
+
+def test_checkpoint_paths_are_recorded_relative_to_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    inside = tmp_path / "runs/run_trial_1-train/epoch-0001"
+    assert project_relative(str(inside)) == "runs/run_trial_1-train/epoch-0001"
+    outside = str(tmp_path.parent / "elsewhere/epoch-0001")
+    assert project_relative(outside) == outside
+    assert project_relative(None) is None
 
 
 def killed_sweep(root: str, data: str) -> None:
