@@ -15,7 +15,10 @@ Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its param
 final metrics, checkpoint path, relative to the project, and wall time), results/best.json
 (the best trial of each prior by ``sweep.metric``) and results/sweep.png (validation NLL
 against latent size). A sweep killed half-way, run again, keeps its finished trials and
-resumes the rest.
+resumes the rest. Each trial's Train run is named by its settings (``pipeline.train.run_name``),
+not by Tune's trial id, so this holds even when the kill fell while Tune was copying its
+saved state to ``runs/`` (a background copy that Ray warns an ungraceful exit can leave
+half-written): Tune then starts the experiment afresh, and its new trials find their runs.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import yaml
 
 from pipeline._config import Paths, TrainSpec, load_params, train_spec, with_overrides
-from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray
+from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict
 from pixelgan.data.formats import DataFormatError
@@ -106,11 +109,12 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
     spec = TrainSpec.from_dict(config["trial"]["spec"])
-    name = f"{ray.tune.get_context().get_trial_name()}-train"
+    name = run_name(spec, "sweep")
     last = Path(spec.paths.runs) / name / f"epoch-{spec.train.epochs:04d}"
     if (last / "checkpoint.pt").is_file():
-        # Trained to the end before the sweep was killed: Ray Train has nothing left to run
-        # or report, so the trial reports the final checkpoint's metrics itself.
+        # Trained to the end before the sweep was killed (this trial restored, or the
+        # experiment restarted): Ray Train has nothing left to run or report, so the trial
+        # reports the final checkpoint's metrics itself.
         state = load_checkpoint(last / "checkpoint.pt")
         ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: str(last)}))
         return
@@ -239,8 +243,10 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
     paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
     storage = Path(paths.runs)
     experiment = storage / sweep.name
-    if (experiment / FINISHED).exists():
-        shutil.rmtree(experiment)  # a finished sweep is never resumed: this is a new one
+    if (experiment / FINISHED).exists():  # a finished sweep is never resumed: this is a new one
+        shutil.rmtree(experiment)
+        for spec in specs:
+            shutil.rmtree(storage / run_name(spec, "sweep"), ignore_errors=True)
     import ray
 
     if not ray.is_initialized():

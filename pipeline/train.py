@@ -170,9 +170,11 @@ def train_worker(config: dict[str, Any]) -> None:
     )
 
 
-def run_name(spec: TrainSpec) -> str:
+def run_name(spec: TrainSpec, stage: str = "train") -> str:
+    """The Ray Train run of ``spec``, named by a digest of its settings: run again, the same
+    spec finds (and resumes) its run, and a changed one never picks up another's checkpoints."""
     digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
-    return f"train-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
+    return f"{stage}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 
 def fit_on_ray(
