@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from pixelgan.config import PriorConfig, TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, train_step
+from pixelgan import speed
 from pixelgan.speed import Autocast, accelerated
 from tests.helpers import tiny_model_config
 
@@ -53,3 +55,28 @@ def test_a_fast_mode_follows_the_fp32_eager_losses(mode: dict, tolerance: float)
         assert step_ref.keys() == step_fast.keys()
         for name in step_ref:
             assert step_fast[name] == pytest.approx(step_ref[name], rel=tolerance, abs=tolerance), name
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns_naming_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = PixelGAN(tiny_model_config())
+    monkeypatch.setattr(speed, "emulates_bf16", lambda device: True)
+    with pytest.warns(UserWarning, match=r"train\.precision=bf16 on a CPU without avx512_bf16"):
+        accelerated(model, TrainConfig(precision="bf16"), torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accelerated(model, TrainConfig(precision="fp32"), torch.device("cpu"))
+        monkeypatch.setattr(speed, "emulates_bf16", lambda device: False)
+        accelerated(model, TrainConfig(precision="bf16"), torch.device("cpu"))
+
+
+def test_only_an_x86_cpu_lacking_bf16_instructions_counts_as_emulating(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert speed.emulates_bf16(torch.device("cpu"))
+    assert not speed.emulates_bf16(torch.device("cuda"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert not speed.emulates_bf16(torch.device("cpu"))
+    monkeypatch.setattr(speed.platform, "machine", lambda: "arm64")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not speed.emulates_bf16(torch.device("cpu"))
