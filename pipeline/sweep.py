@@ -15,15 +15,17 @@ Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its param
 final metrics, checkpoint path, relative to the project, and wall time), results/best.json
 (the best trial of each prior by ``sweep.metric``) and results/sweep.png (validation NLL
 against latent size). A sweep killed half-way, run again, keeps its finished trials and
-resumes the rest. Each trial's Train run is named by its settings (``pipeline.train.run_name``),
-not by Tune's trial id, so this holds even when the kill fell while Tune was copying its
-saved state to ``runs/`` (a background copy that Ray warns an ungraceful exit can leave
-half-written): Tune then starts the experiment afresh, and its new trials find their runs.
+resumes the rest. Each trial's Train run is named by the sweep and its settings
+(``trial_run_name``), not by Tune's trial id, so this holds even when the kill fell while
+Tune was copying its saved state to ``runs/`` (a background copy that Ray warns an
+ungraceful exit can leave half-written): Tune then starts the experiment afresh, and its
+new trials find their runs.
 """
 
 from __future__ import annotations
 
 import itertools
+import pickle
 import shutil
 import sys
 import time
@@ -98,9 +100,24 @@ class SweepConfig:
 
 
 def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
-    """Check every trial's full spec on the driver, before any trial starts."""
+    """Check every trial's full spec on the driver, before any trial starts. Two points
+    that train the same spec (a size listed twice, an ``extra`` key training ignores) would
+    share one Train run, so they are refused."""
     base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers}
-    return [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
+    specs = [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
+    seen: dict[str, dict[str, Any]] = {}
+    for spec, point in zip(specs, sweep.points()):
+        name = trial_run_name(sweep, spec)
+        if name in seen:
+            raise ConfigError(f"sweep: the points {seen[name]} and {point} train the same model; list each once")
+        seen[name] = point
+    return specs
+
+
+def trial_run_name(sweep: SweepConfig, spec: TrainSpec) -> str:
+    """A trial's Ray Train run, named by the sweep and a digest of its settings, not by Tune's
+    trial id: run again, a trial finds its run even if Tune lost its own state."""
+    return run_name(spec, sweep.name)
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -109,16 +126,28 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
     spec = TrainSpec.from_dict(config["trial"]["spec"])
-    name = run_name(spec, "sweep")
+    name = config["trial"]["run"]
     last = Path(spec.paths.runs) / name / f"epoch-{spec.train.epochs:04d}"
-    if (last / "checkpoint.pt").is_file():
+    state = whole_checkpoint(last / "checkpoint.pt")
+    if state is not None:
         # Trained to the end before the sweep was killed (this trial restored, or the
         # experiment restarted): Ray Train has nothing left to run or report, so the trial
         # reports the final checkpoint's metrics itself.
-        state = load_checkpoint(last / "checkpoint.pt")
         ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: str(last)}))
         return
     fit_on_ray(spec, name=name, callbacks=[TuneReportCallback()])
+
+
+def whole_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None if it is absent or was cut short: Ray Train copies
+    a checkpoint into storage file by file, so a kill can leave part of one, which Ray Train
+    never registered and trains again."""
+    if not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
+        return None
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -135,7 +164,8 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
     from ray.tune.schedulers import ASHAScheduler
 
     trainable = tune.with_resources(run_trial, {"CPU": DRIVER_CPU})
-    trials = [{"spec": spec.to_dict(), "point": point} for spec, point in zip(specs, sweep.points())]
+    trials = [{"spec": spec.to_dict(), "point": point, "run": trial_run_name(sweep, spec)}
+              for spec, point in zip(specs, sweep.points())]
     param_space = {"trial": tune.grid_search(trials)}
     experiment = storage / sweep.name
     if tune.Tuner.can_restore(str(experiment)):
@@ -246,7 +276,7 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
     if (experiment / FINISHED).exists():  # a finished sweep is never resumed: this is a new one
         shutil.rmtree(experiment)
         for spec in specs:
-            shutil.rmtree(storage / run_name(spec, "sweep"), ignore_errors=True)
+            shutil.rmtree(storage / trial_run_name(sweep, spec), ignore_errors=True)
     import ray
 
     if not ray.is_initialized():

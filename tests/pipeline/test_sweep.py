@@ -15,8 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline._config import load_params
-from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs
+from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs, whole_checkpoint
+from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
+from pixelgan.model import PixelGAN
+from tests.helpers import tiny_model_config
 from tests.pipeline.conftest import Cluster
 from tests.pipeline.test_train import overrides
 
@@ -68,6 +71,23 @@ def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: 
     assert all(s.train.epochs == 1 and s.scaling.num_workers == 1 for s in specs)
 
 
+def test_two_points_that_train_the_same_model_are_refused(digits: Path, tmp_path: Path) -> None:
+    params = sweep_params(tmp_path, digits, "sweep.gaussian=[2,2]")
+    with pytest.raises(ConfigError, match=r"sweep: the points .* train the same model"):
+        trial_specs(params, from_dict(SweepConfig, params["sweep"]))
+
+
+def test_a_checkpoint_cut_short_is_not_taken_for_a_finished_trial(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, checkpoint_state(PixelGAN(tiny_model_config()), epoch=1, metrics={"val_nll": 1.0}))
+    whole = path.read_bytes()
+    assert whole_checkpoint(path)["metrics"] == {"val_nll": 1.0}
+    for cut in range(0, len(whole), max(1, len(whole) // 50)):
+        path.write_bytes(whole[:cut])
+        assert whole_checkpoint(path) is None, f"{cut} of {len(whole)} bytes taken for a checkpoint"
+    assert whole_checkpoint(tmp_path / "absent.pt") is None
+
+
 class KillAfterFirstTrial:
     """A Tune callback that SIGKILLs the sweep's driver once the sweep's saved state records a
     finished trial; the marker file it leaves disarms it (a restored Tuner brings it back)."""
@@ -115,16 +135,19 @@ def test_a_sweep_killed_half_way_keeps_its_finished_trial_even_with_tunes_state_
     env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0")  # save the sweep's state every step
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
-    finished = {path: path.read_bytes() for path in (tmp_path / "runs").glob("*/epoch-0001/checkpoint.pt")}
+    finished = {path: path.read_bytes() for path in (tmp_path / "runs").glob("*/epoch-0001/checkpoint.pt")
+                if whole_checkpoint(path) is not None}
     assert finished, "killed before any trial finished"
     for state in (tmp_path / "runs/sweep").glob("experiment_state-*.json"):
         state.write_text("")  # as a kill during Tune's background copy to storage can leave it
+    killed_trials = {path.name for path in (tmp_path / "runs/sweep").iterdir() if path.is_dir()}
 
     rows = run_sweep(sweep_params(tmp_path, digits))
 
     reported = {Path(row["checkpoint"]).resolve() / "checkpoint.pt" for row in rows}
     assert {path.resolve() for path in finished} <= reported, "a finished trial was trained again, elsewhere"
     assert all(path.read_bytes() == saved for path, saved in finished.items()), "a finished trial was trained again"
+    assert not killed_trials & {row["trial"] for row in rows}, "Tune restored the sweep: the lost state was not lost"
     assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 6), ("gaussian", 2), ("gaussian", 3)]
     assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
     table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()

@@ -71,12 +71,12 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_naming_the_option(monkeypatch: pyt
 
 def test_only_an_x86_cpu_lacking_bf16_instructions_counts_as_emulating(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert speed.emulates_bf16(torch.device("cpu"))
     assert not speed.emulates_bf16(torch.device("cuda"))
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert not speed.emulates_bf16(torch.device("cpu"))
     monkeypatch.setattr(speed.platform, "machine", lambda: "arm64")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert not speed.emulates_bf16(torch.device("cpu"))
