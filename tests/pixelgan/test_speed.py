@@ -8,11 +8,11 @@ import warnings
 import pytest
 import torch
 
+from pixelgan import speed
 from pixelgan.config import PriorConfig, TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, train_step
-from pixelgan import speed
 from pixelgan.speed import Autocast, accelerated
 from tests.helpers import tiny_model_config
 
