@@ -27,10 +27,11 @@ CLASSES = 10
 
 
 @torch.no_grad()
-def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, object]:
+def label_alignment(run: Path, data: Path, draws: int = 8, seed: int = 0) -> dict[str, object]:
     """The head's test error, its categories' majority-label test error, the categories
     renamed by the majority labels, the labelled training rows the head gets right, and the
-    head's three commonest test errors as (true, said, count)."""
+    head's three commonest test errors as (true, said, count). The encoder's noise is drawn
+    from ``seed`` afresh for each run, so a run's figures do not depend on the runs before it."""
     if not (run / "checkpoint.pt").exists():
         raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
     state = load_checkpoint(run / "checkpoint.pt")
@@ -39,6 +40,7 @@ def label_alignment(run: Path, data: Path, draws: int = 8) -> dict[str, object]:
     if not labels:
         raise SystemExit(f"error: {run} was not trained with --labels; its categories have no names to check")
     model = model_from_checkpoint(state).eval()
+    torch.manual_seed(seed)  # the encoder's noise
     splits = load_splits(data, seed=0)
     if splits.test is None:
         raise SystemExit(f"error: {data} has no test split")
@@ -66,7 +68,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", type=Path, help="the prepared folder the runs were trained on (data/mnist)")
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)  # the encoder's noise
     columns = ["head error %", "majority-label error %", "categories renamed", "labelled rows right", "commonest errors"]
     print("| run | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
