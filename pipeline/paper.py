@@ -57,13 +57,16 @@ def metric(run: dict[str, Any]) -> tuple[str, float | None, str]:
 
 def prior_text(run: dict[str, Any]) -> str:
     """The prior, its size, the decoder's conditioning, with categories the code's form where
-    it is not the default, the discriminator's gradient penalty, the labelled images' turn and
-    shift and a learning-rate schedule where there are any. A run older than one of these
-    settings lacks it in metrics.json; it had the default."""
+    it is not the default, the profile's model sizes changed with ``--set``, the
+    discriminator's gradient penalty, the labelled images' turn and shift and a learning-rate
+    schedule where there are any. A run older than one of these settings lacks it in
+    metrics.json; it had the default."""
     parts = [f"{run['prior']} {run['dim']}", run.get("conditioning")]
     code = run.get("categorical_code", DEFAULT_ENCODER.categorical_code), run.get("logit_scale", DEFAULT_ENCODER.logit_scale)
     if run["prior"] != "gaussian" and code != (DEFAULT_ENCODER.categorical_code, DEFAULT_ENCODER.logit_scale):
         parts.append(f"{code[0]} code, logit scale {code[1]:g}")
+    shown = {"encoder.categorical_code", "encoder.logit_scale"}  # in the code's text above
+    parts += [f"{name}={value}" for name, value in run.get("set", {}).items() if name not in shown]
     if run.get("gradient_penalty"):
         parts.append(f"gradient penalty {run['gradient_penalty']:g}")
     moves = [f"turned ±{run['label_rotation']:g}°"] if run.get("label_rotation") else []

@@ -120,15 +120,24 @@ def labelled_rows(splits: Splits, count: int, classes: int, seed: int, limit: in
     return np.sort(np.concatenate(chosen))
 
 
-def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
-    given_decoder = {"conditioning": args.conditioning, "autoregressive": args.autoregressive}
-    changes: dict[str, dict[str, Any]] = {"decoder": {key: value for key, value in given_decoder.items() if value is not None}}
-    for item in args.set:
+def sizes_set(items: list[str]) -> dict[str, Any]:
+    """``--set PART.KEY=VALUE`` items as {"PART.KEY": value}, each value read as YAML."""
+    sizes = {}
+    for item in items:
         name, equals, value = item.partition("=")
         part, dot, key = name.partition(".")
         if not (equals and dot and key):
             raise ConfigError(f"--set {item!r}: expected PART.KEY=VALUE, e.g. encoder.logit_scale=6")
-        changes.setdefault(part, {})[key] = yaml.safe_load(value)
+        sizes[name] = yaml.safe_load(value)
+    return sizes
+
+
+def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, TrainConfig]:
+    given_decoder = {"conditioning": args.conditioning, "autoregressive": args.autoregressive}
+    changes: dict[str, dict[str, Any]] = {"decoder": {key: value for key, value in given_decoder.items() if value is not None}}
+    for name, value in sizes_set(args.set).items():
+        part, _, key = name.partition(".")
+        changes.setdefault(part, {})[key] = value
     model = profiles.model_config(args.profile, PriorConfig(kind=args.prior, dim=args.dim), image, changes)
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "gradient_penalty": args.gradient_penalty,
              "label_shift": args.label_shift, "label_rotation": args.label_rotation, "lr_schedule": args.lr_schedule,
@@ -255,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_name(torch.device(args.device)), **run, "prior": args.prior, "dim": args.dim,
         "conditioning": model_config.decoder.conditioning, "autoregressive": model_config.decoder.autoregressive,
         "categorical_code": model_config.encoder.categorical_code, "logit_scale": model_config.encoder.logit_scale,
+        "set": sizes_set(args.set),  # the profile's model sizes this run changed
         "gradient_penalty": train_config.gradient_penalty, "label_shift": train_config.label_shift,
         "label_rotation": train_config.label_rotation, "lr_schedule": train_config.lr_schedule,
         "seed": args.seed, "epochs": state["epoch"],

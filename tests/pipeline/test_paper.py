@@ -36,6 +36,9 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
               test={"nll_nats": 81.0, "test_error": 0.25})
     write_run(runs, "semi-20-turned", prior="categorical_gaussian", dim=10, labels=20, label_shift=2, label_rotation=15.0,
               test={"nll_nats": 81.0, "test_error": 0.2})
+    write_run(runs, "semi-20-larger", prior="categorical_gaussian", dim=10, labels=20, label_shift=2,
+              set={"encoder.hidden": 1000, "discriminator.hidden": [1000, 1000], "encoder.logit_scale": 3.0},
+              test={"nll_nats": 81.0, "test_error": 0.3})
     write_run(runs, "pixelcnn", prior="gaussian", dim=2, conditioning="none", test={"nll_nats": 90.5})
     write_run(runs, "aae", prior="gaussian", dim=2, conditioning="location_dependent", autoregressive=False, test={"nll_nats": 199.0})
     (runs / "semi-20" / "figure.png").write_bytes(b"png")
@@ -47,6 +50,8 @@ def test_each_run_sits_beside_the_papers_figure_with_a_mean_over_seeds(tmp_path:
     assert rows["semi-20"]["prior"] == "categorical_gaussian 10, location_independent, labelled images shifted ±2"
     assert rows["semi-20-cosine"]["prior"].endswith("labelled images shifted ±2, cosine learning rates"), "a summary row of its own"
     assert rows["semi-20-turned"]["prior"].endswith("labelled images turned ±15° and shifted ±2")
+    assert rows["semi-20-larger"]["prior"] == ("categorical_gaussian 10, location_independent, encoder.hidden=1000, "
+                                               "discriminator.hidden=[1000, 1000], labelled images shifted ±2"), "--set, once"
     assert rows["clustering-style"]["measures"] == "clustering error %, 30 categories", "30 categories + a style code"
     assert rows["clustering-style"]["ours"] == pytest.approx(15.0)
     assert rows["pixelcnn"]["measures"] == "test NLL, plain PixelCNN" and rows["pixelcnn"]["ours"] == pytest.approx(90.5)

@@ -172,6 +172,7 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     clusters = json.loads((tmp_path / "clusters/metrics.json").read_text())
     assert clusters["data"] == str(prepared_digits) and clusters["labels"] == 0
     assert (clusters["categorical_code"], clusters["logit_scale"], clusters["gradient_penalty"]) == ("one_hot", 6, 0.5)
+    assert clusters["set"] == {"encoder.categorical_code": "one_hot", "encoder.logit_scale": 6}
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
@@ -180,7 +181,7 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     semi = json.loads((tmp_path / "labels/metrics.json").read_text())
     assert (clusters["label_shift"], semi["label_shift"]) == (2, 1), "the cpu profile's, then --label-shift"
     assert (clusters["label_rotation"], semi["label_rotation"]) == (0, 10), "the cpu profile's, then --label-rotation"
-    assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"]
+    assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"] and semi["set"] == {}
     assert semi["last_epoch"]["sup_acc"] >= 0 and 0 <= semi["last_epoch"]["val_error"] <= 1
     assert "val_error" not in clusters["last_epoch"], "categories without labels have no names to score"
     # Scored again from its checkpoint (which restores the random state), the run gives the same figures.
