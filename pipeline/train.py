@@ -170,11 +170,12 @@ def train_worker(config: dict[str, Any]) -> None:
     )
 
 
-def run_name(spec: TrainSpec, stage: str = "train") -> str:
-    """The Ray Train run of ``spec``, named by a digest of its settings: run again, the same
-    spec finds (and resumes) its run, and a changed one never picks up another's checkpoints."""
+def run_name(spec: TrainSpec, prefix: str = "train") -> str:
+    """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
+    digest of its settings: run again, the same spec finds (and resumes) its run, and a
+    changed one never picks up another's checkpoints."""
     digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
-    return f"{stage}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
+    return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 
 def fit_on_ray(

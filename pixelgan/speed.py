@@ -44,11 +44,13 @@ class Autocast(nn.Module):
 
 def emulates_bf16(device: torch.device) -> bool:
     """Whether ``device`` is an x86 CPU without avx512_bf16 or AMX, where oneDNN emulates
-    bf16 and a step runs slower than in fp32 (0.64x on a 2-core Intel Xeon: README, Speed)."""
+    bf16 and a step runs slower than in fp32 (0.64x on a 2-core Intel Xeon: README, Speed).
+    A torch without the (private) probes cannot tell: then no."""
     if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return not any(check() for check in checks if check is not None)
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    found = [probe for probe in probes if probe is not None]
+    return bool(found) and not any(probe() for probe in found)
 
 
 def accelerated(model: PixelGAN, config: TrainConfig, device: torch.device) -> PixelGAN:

@@ -80,3 +80,7 @@ def test_only_an_x86_cpu_lacking_bf16_instructions_counts_as_emulating(monkeypat
     monkeypatch.setattr(speed.platform, "machine", lambda: "arm64")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert not speed.emulates_bf16(torch.device("cpu"))
+    monkeypatch.setattr(speed.platform, "machine", lambda: "x86_64")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not speed.emulates_bf16(torch.device("cpu")), "a torch without the probes cannot tell: no warning"
