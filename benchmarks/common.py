@@ -13,7 +13,7 @@ import torch
 
 from pixelgan import profiles
 from pixelgan.config import ImageConfig, ModelConfig, PriorConfig
-from pixelgan.speed import device_name
+from pixelgan.speed import device_name, flags_line, machine_kind
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,16 +40,17 @@ def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> fl
 
 
 def write_table(name: str, device: torch.device, header: list[str], rows: list[list[Any]], notes: list[str]) -> Path:
-    """Print a Markdown table and write it to benchmarks/results/<name>-<device>-<date>.md."""
+    """Print a Markdown table and write it to benchmarks/results/<name>-<machine kind>.md: one
+    table per kind of machine, the CPU flags that decide the speed switches in its header."""
     today = datetime.date.today().isoformat()
     title = f"# {name}: {device_name(device)}, torch {torch.__version__}, {today}"
-    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [title, "", flags_line(device), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
     lines += [""] + [f"- {note}" for note in notes]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}-{device.type}-{today}.md"
+    path = RESULTS / f"{name}-{machine_kind(device)}.md"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -6,6 +6,9 @@
 Every mode starts from the same weights and reads the same batches, so the training loss
 after ``--steps`` steps shows whether a speed-up changed what is computed. The FLOP rate
 counts one step's forward and backward matmuls and convolutions (torch's FlopCounterMode).
+``auto`` is the default config, and its row names what it resolved to on this machine. The
+``1 thread`` rows time one data-parallel worker of the pipeline (2 workers of 1 core, each
+with half the batch): twice their step rate is the 2-worker job's, before its all-reduce.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ from pixelgan.config import TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, train_step
-from pixelgan.speed import accelerated
+from pixelgan.speed import Speed, accelerated, resolve
 
+FP32 = {"precision": "fp32", "channels_last": False}
 MODES = {
-    "fp32 eager": {},
-    "bf16": {"precision": "bf16"},
+    "fp32 eager": FP32,
+    "auto": {},
+    "fp32 + channels-last": {"precision": "fp32", "channels_last": True},
+    "fp32, 1 thread, half batch": FP32 | {"threads": 1, "batch_share": 2},
+    "fp32 + compile, 1 thread, half batch": FP32 | {"compile": True, "threads": 1, "batch_share": 2},
+    "bf16": {"precision": "bf16", "channels_last": False},
     "bf16 + channels-last": {"precision": "bf16", "channels_last": True},
-    "fp32 + compile": {"compile": True},
-    "bf16 + compile": {"precision": "bf16", "compile": True},
+    "fp32 + compile": FP32 | {"compile": True},
+    "bf16 + compile": {"precision": "bf16", "channels_last": False, "compile": True},
     "bf16 + channels-last + compile": {"precision": "bf16", "channels_last": True, "compile": True},
 }
 
@@ -48,20 +56,33 @@ def batches(n: int, batch: int, device: torch.device) -> list[Batch]:
                       torch.zeros(batch, dtype=torch.long, device=device)) for _ in range(n)]
 
 
-def run_mode(profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device) -> tuple[float, float, float]:
-    """(seconds a step, FLOPs a step, training NLL after ``steps`` steps) for one mode."""
-    torch.manual_seed(0)
-    model = PixelGAN(model_config(profile)).to(device)
-    config = dataclasses.replace(TrainConfig(), **mode)
-    optimizers = build_optimizers(model, config)
-    fast = accelerated(model, config, device)
-    stream = itertools.cycle(data)
-    torch.manual_seed(1)
-    losses = [float(train_step(fast, optimizers, next(stream))["nll"]) for _ in range(steps)]
-    seconds = timed(lambda: train_step(fast, optimizers, next(stream)), device, repeats=10)
-    with FlopCounterMode(display=False) as counter:
-        train_step(model, optimizers, next(stream))
-    return seconds, float(counter.get_total_flops()), sum(losses[-5:]) / 5
+def shard(batch: Batch, share: int) -> Batch:
+    """The first 1/``share`` of ``batch``: what one of ``share`` data-parallel workers gets."""
+    return Batch(*(tensor[: len(tensor) // share] for tensor in batch))
+
+
+def run_mode(profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device) -> tuple[float, float, float, Speed]:
+    """(seconds a step, FLOPs a step, training NLL after ``steps`` steps, resolved switches)."""
+    mode = dict(mode)
+    threads, share = mode.pop("threads", torch.get_num_threads()), mode.pop("batch_share", 1)
+    all_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = PixelGAN(model_config(profile)).to(device)
+        config = dataclasses.replace(TrainConfig(), **mode)
+        optimizers = build_optimizers(model, config)
+        speed = resolve(config, device)
+        fast = accelerated(model, speed, device)
+        stream = itertools.cycle([shard(batch, share) for batch in data])
+        torch.manual_seed(1)
+        losses = [float(train_step(fast, optimizers, next(stream))["nll"]) for _ in range(steps)]
+        seconds = timed(lambda: train_step(fast, optimizers, next(stream)), device, repeats=10)
+        with FlopCounterMode(display=False) as counter:
+            train_step(model, optimizers, next(stream))
+    finally:
+        torch.set_num_threads(all_threads)
+    return seconds, float(counter.get_total_flops()), sum(losses[-5:]) / 5, speed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,18 +98,25 @@ def main(argv: list[str] | None = None) -> None:
     data = batches(8, args.batch, device)
     rows, base = [], None
     for name in args.modes.split(","):
-        seconds, flops, loss = run_mode(args.profile, MODES[name], data, args.steps, device)
-        base = base or seconds
+        seconds, flops, loss, speed = run_mode(args.profile, MODES[name], data, args.steps, device)
+        share, threads = MODES[name].get("batch_share", 1), MODES[name].get("threads", torch.get_num_threads())
+        images_per_s = args.batch / share / seconds * torch.get_num_threads() / threads  # every core busy
+        base = base or images_per_s
         rate = flops / seconds / 1e9
         peak = f"{100 * rate / 1e3 / args.peak_tflops:.1f}%" if args.peak_tflops else "-"
-        rows.append([name, 1e3 * seconds, base / seconds, rate, peak, f"{loss:.2f}"])
+        ran = f"{speed.precision}{', channels-last' if speed.channels_last else ''}{', compiled' if speed.compile else ''}"
+        rows.append([name, ran, threads, args.batch // share,
+                     1e3 * seconds, images_per_s / base, rate, peak, f"{loss:.2f}"])
         print(f"{name}: {1e3 * seconds:.1f} ms a step, loss {loss:.2f}", flush=True)
     write_table(
         f"train_step-{args.profile}", device,
-        ["mode", "ms / step", "speed-up", "GFLOP/s", "of peak", f"train NLL after {args.steps} steps"],
+        ["mode", "ran as", "threads", "batch", "ms / step", "speed-up", "GFLOP/s", "of peak",
+         f"train NLL after {args.steps} steps"],
         rows,
-        [f"profile {args.profile}, batch {args.batch}, 28x28 binarised MNIST-5k, every phase of the objective",
-         "speed-up against the first row, measured in this one run"],
+        [f"profile {args.profile}, 28x28 binarised MNIST-5k, every phase of the objective",
+         "speed-up: images a second with every core busy, against the first row's, in this one run; a "
+         "1-thread row times one of the pipeline's data-parallel workers (1 core, half the batch) alone "
+         "and counts one such worker per core, before DDP's all-reduce"],
     )
 
 

@@ -52,7 +52,7 @@ from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
 from pixelgan.schedule import LearningRateSchedule
-from pixelgan.speed import accelerated
+from pixelgan.speed import accelerated, resolve
 
 FINISHED = "FINISHED"
 
@@ -126,6 +126,7 @@ def train_worker(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
     device = ray.train.torch.get_device()
+    speed = resolve(spec.train, device)  # here, not in the driver: a cluster can mix machine kinds
 
     torch.manual_seed(spec.train.seed)  # the same initial weights on every worker
     model = PixelGAN(spec.model).to(device)
@@ -160,10 +161,10 @@ def train_worker(config: dict[str, Any]) -> None:
     callbacks: list[Callback] = [SetSamplerEpoch(sampler), LearningRateSchedule(optimizers, spec.train)]
     if rank == 0:
         callbacks.append(PrintProgress(spec.train.epochs))
-    callbacks.append(ReportToRay(rank, model, optimizers, spec.train, history=history))
+    callbacks.append(ReportToRay(rank, model, optimizers, spec.train, history=history, speed=speed))
     callbacks += config.get("callbacks", [])
     fit(
-        accelerated(model.with_parts(ddp), spec.train, device), optimizers, train_batches,
+        accelerated(model.with_parts(ddp), speed, device), optimizers, train_batches,
         epochs=spec.train.epochs, start_epoch=start_epoch, val_batches=validation_batches,
         labelled_batches=labelled_batches, callbacks=callbacks, device=device,
         gradient_penalty=spec.train.gradient_penalty,
@@ -217,14 +218,15 @@ def final_state(result: Any) -> dict[str, Any]:
 
 def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, float]:
     """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
-    (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws).
+    (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws). The metrics name
+    the precision and layout the step ran in (rank 0's, as ``auto`` resolved there).
 
     Every path is absolute: under `ray job submit` the driver's working directory can be
     gone by now, as Ray removes the job's unpacked working_dir once the trainer's actors end.
     """
     with atomic_path(Path(spec.paths.models) / f"{name}.pt") as tmp:
         torch.save(state, tmp)
-    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time)
+    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, **state["speed"])
     write_json(Path(spec.paths.metrics) / f"{name}.json", metrics)
     write_json(Path(spec.paths.metrics) / f"{name}_curves.json", state["history"])
     return metrics
@@ -240,7 +242,7 @@ def train(spec: TrainSpec, output: str) -> dict[str, float]:
     result = fit_on_ray(spec, name=name)
     metrics = write_outputs(spec, final_state(result), time.perf_counter() - started, output)
     (run_dir / FINISHED).touch()
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items()))
     print(f"train: {output} ({name}) finished: {shown}")
     return metrics
 

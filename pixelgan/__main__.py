@@ -38,7 +38,7 @@ from pixelgan.io import write_json
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers
 from pixelgan.schedule import LearningRateSchedule
-from pixelgan.speed import accelerated, device_name
+from pixelgan.speed import accelerated, device_name, resolve
 
 VALIDATION_SIZE = 500  # of the embedded MNIST-5k, which has no split of its own
 
@@ -79,8 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-rotation", type=float, help="degrees the labelled images turn, at most, each time they are drawn; default: the profile's")
     parser.add_argument("--lr-schedule", help="constant | cosine (every rate annealed towards zero over the epochs); default: the profile's")
     parser.add_argument("--gradient-penalty", type=float, help="weight of D's gradient penalty (0: none); default: the profile's")
-    parser.add_argument("--precision", help="fp32 | bf16 (autocast); default: the profile's")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's")
+    parser.add_argument("--precision", help="auto | fp32 | bf16 (autocast); default: the profile's (auto: bf16 where the device computes it)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's (auto: beside bf16 on a CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile each part")
     parser.add_argument("--time-limit", type=float, default=0, help="minutes: stop before an epoch that would end past it, at the last epoch's pace (0: none)")
     parser.add_argument("--samples", type=int, default=8, help="figure columns: draws per code (0: no figure)")
@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=args.device)
         # A setting newer than the checkpoint had its default then (e.g. no gradient penalty);
-        # epochs may be extended.
-        saved_train = dataclasses.asdict(TrainConfig()) | dict(state["train_config"], epochs=train_config.epochs)
+        # epochs may be extended; the speed switches change no result, so they may change too.
+        same_speed = {key: getattr(train_config, key) for key in ("precision", "channels_last", "compile")}
+        saved_train = dataclasses.asdict(TrainConfig()) | dict(state["train_config"], epochs=train_config.epochs, **same_speed)
         saved = {"model": state["model_config"], "train": saved_train, "run": state["run"]}
         wanted = {"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config), "run": run}
         if changed := differences(saved, wanted):
@@ -242,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         labelled_batches = DataLoader(labelled_set, batch_size=min(train_config.batch_size, len(labelled_set)), shuffle=True, drop_last=True)
     if start_epoch < train_config.epochs:  # scores of fewer epochs no longer describe the run
         (args.out / "metrics.json").unlink(missing_ok=True)
-    saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history)
+    speed = resolve(train_config, torch.device(args.device))
+    saver = SaveEveryEpoch(checkpoint, model, optimizers, train_config, run, history, speed=speed)
     callbacks = [LearningRateSchedule(optimizers, train_config), PrintProgress(train_config.epochs), saver]
-    fast = accelerated(model, train_config, torch.device(args.device))
+    fast = accelerated(model, speed, torch.device(args.device))
     started, epoch_s = time.perf_counter(), 0.0
     for epoch in range(start_epoch, train_config.epochs):
         if args.time_limit and epoch > start_epoch and time.perf_counter() - started + epoch_s > args.time_limit * 60:
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "set": sizes_set(args.set),  # the profile's model sizes this run changed
         "gradient_penalty": train_config.gradient_penalty, "label_shift": train_config.label_shift,
         "label_rotation": train_config.label_rotation, "lr_schedule": train_config.lr_schedule,
-        "seed": args.seed, "epochs": state["epoch"],
+        "seed": args.seed, "epochs": state["epoch"], "speed": state.get("speed"),
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
         "last_epoch": state["metrics"],
     }

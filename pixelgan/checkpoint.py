@@ -18,6 +18,7 @@ from pixelgan.engine import Callback
 from pixelgan.io import atomic_path
 from pixelgan.model import PixelGAN
 from pixelgan.objective import Optimizers
+from pixelgan.speed import Speed
 
 
 def rng_state() -> dict[str, Any]:
@@ -43,12 +44,14 @@ def checkpoint_state(
     metrics: dict[str, float] | None = None,
     history: list[dict[str, float]] | None = None,
     run: dict[str, Any] | None = None,
+    speed: Speed | None = None,
 ) -> dict[str, Any]:
     """Everything a run needs to resume: weights, optimizer moments, epoch, RNG, configs.
 
     ``history`` is every epoch's metrics so far, so the curves survive a resume. ``run`` holds
     plain values that describe the run beyond its configs (its data, say), so a resumed run
-    can check it is continuing the same one.
+    can check it is continuing the same one. ``speed`` is what ``train_config``'s speed
+    switches resolved to on the device that wrote the checkpoint (``auto`` decided).
     """
     state: dict[str, Any] = {
         "run": dict(run or {}),
@@ -63,6 +66,8 @@ def checkpoint_state(
         state["optimizers"] = optimizers.state_dict()
     if train_config is not None:
         state["train_config"] = dataclasses.asdict(train_config)
+    if speed is not None:
+        state["speed"] = dataclasses.asdict(speed)
     return state
 
 
@@ -102,18 +107,20 @@ class EpochCheckpoints(Callback):
         train_config: TrainConfig,
         run: dict[str, Any] | None = None,
         history: list[dict[str, float]] | None = None,
+        speed: Speed | None = None,
     ) -> None:
         self.model = model
         self.optimizers = optimizers
         self.train_config = train_config
         self.run = run
         self.history = list(history or [])
+        self.speed = speed
 
     def state(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         self.history.append(dict(metrics, epoch=epoch))
         return checkpoint_state(
             self.model, self.optimizers, epoch=epoch, train_config=self.train_config,
-            metrics=metrics, history=self.history, run=self.run,
+            metrics=metrics, history=self.history, run=self.run, speed=self.speed,
         )
 
 

@@ -18,7 +18,7 @@ Conditioning = Literal["location_independent", "location_dependent", "none"]
 Likelihood = Literal["bernoulli", "categorical"]
 Binarize = Literal["none", "threshold", "stochastic"]
 CategoricalCode = Literal["softmax", "one_hot"]  # the code the decoder and D read (encoder.py)
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]  # train.precision; auto: resolved per device (speed.py)
 LrSchedule = Literal["constant", "cosine"]  # train.lr_schedule (schedule.py)
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
@@ -232,7 +232,8 @@ class TrainConfig:
     ``lr_schedule`` is ``constant`` or ``cosine`` (every phase's rate annealed towards zero
     over ``epochs``: ``pixelgan.schedule``).
     ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
-    computes (``pixelgan.speed``).
+    computes (``pixelgan.speed``). ``auto`` (precision, channels_last) is resolved on the device
+    where the step runs, so one config suits every machine of a mixed cluster.
     """
 
     epochs: int = 10
@@ -248,8 +249,8 @@ class TrainConfig:
     binarize: Binarize = "stochastic"
     semi_supervised: bool = False
     seed: int = 0
-    precision: Precision = "fp32"
-    channels_last: bool = False
+    precision: Precision = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -265,6 +266,8 @@ class TrainConfig:
             raise ConfigError(f"train.label_rotation={self.label_rotation} must be degrees in [0, 180]")
         _choice("train.binarize", self.binarize, typing.get_args(Binarize))
         _choice("train.precision", self.precision, typing.get_args(Precision))
+        if not (isinstance(self.channels_last, bool) or self.channels_last == "auto"):
+            raise ConfigError(f"train.channels_last={self.channels_last!r} is not one of true, false, auto")
         if self.gradient_penalty and self.compile:
             raise ConfigError(
                 f"train.gradient_penalty={self.gradient_penalty} with train.compile=true: the penalty "

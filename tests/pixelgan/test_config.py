@@ -39,6 +39,9 @@ from pixelgan.config import (
         (lambda: TrainConfig(label_rotation=270), "train.label_rotation"),
         (lambda: TrainConfig(lr_schedule="linear"), "train.lr_schedule"),
         (lambda: TrainConfig(gradient_penalty=1.0, compile=True), "train.compile"),
+        (lambda: TrainConfig(precision="fp16"), "train.precision"),
+        (lambda: TrainConfig(channels_last="sometimes"), "train.channels_last"),
+        (lambda: TrainConfig(channels_last=1), "train.channels_last"),
     ],
 )
 def test_a_bad_value_names_its_field(build, field: str) -> None:
