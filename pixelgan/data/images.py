@@ -7,12 +7,12 @@ or afresh every time an image is drawn) or 0..255 integers for the 256-way softm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from pixelgan.config import Binarize, ConfigError, Likelihood
 
@@ -72,9 +72,17 @@ class ImageDataset(Dataset[Batch]):
         self.labels = labels.long()
         self.likelihood = likelihood
         self.binarize = binarize
+        self.move = self._moves(images.shape[-2:], shift, rotation) if shift or rotation else None
+
+    @staticmethod
+    def _moves(size: tuple[int, int], shift: int, rotation: float) -> Callable[[Tensor], Tensor]:
+        # torchvision here, not at the top: it imports torch._dynamo (~7 s on a 2-core CPU),
+        # which every Ray worker would pay while only labelled images move.
+        from torchvision.transforms import v2
+
         moves = [v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR)] if rotation else []
-        moves += [v2.RandomCrop(images.shape[-2:], padding=shift)] if shift else []
-        self.move = v2.Compose(moves) if moves else None
+        moves += [v2.RandomCrop(size, padding=shift)] if shift else []
+        return v2.Compose(moves)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.sources import RawData
@@ -32,6 +31,8 @@ def _carve(rows: np.ndarray, labels: np.ndarray, size: int, seed: int, option: s
     """Split ``rows`` into (kept, carved), ``size`` of them carved, stratified by label."""
     if size >= len(rows):
         raise ConfigError(f"{option}={size} leaves no training images (only {len(rows)} to split)")
+    from sklearn.model_selection import train_test_split  # here: ~6 s of import every Ray worker would pay
+
     try:
         kept, carved = train_test_split(rows, test_size=size, stratify=labels, random_state=seed)
     except ValueError as error:
