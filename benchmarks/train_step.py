@@ -7,8 +7,9 @@ Every mode starts from the same weights and reads the same batches, so the train
 after ``--steps`` steps shows whether a speed-up changed what is computed. The FLOP rate
 counts one step's forward and backward matmuls and convolutions (torch's FlopCounterMode).
 ``auto`` is the default config, and its row names what it resolved to on this machine. The
-``1 thread`` rows time one data-parallel worker of the pipeline (2 workers of 1 core, each
-with half the batch): twice their step rate is the 2-worker job's, before its all-reduce.
+``per worker`` rows time one data-parallel worker of the pipeline (1 thread, half the batch:
+the train stage runs 2 of them on 2 cores), counted as if every core ran one. A step's time is
+the median of ``--repeats`` steps, as a shared machine's neighbours make single steps jitter.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -32,8 +34,9 @@ MODES = {
     "fp32 eager": FP32,
     "auto": {},
     "fp32 + channels-last": {"precision": "fp32", "channels_last": True},
-    "fp32, 1 thread, half batch": FP32 | {"threads": 1, "batch_share": 2},
-    "fp32 + compile, 1 thread, half batch": FP32 | {"compile": True, "threads": 1, "batch_share": 2},
+    "fp32 per worker": FP32 | {"threads": 1, "batch_share": 2},
+    "fp32 + compile per worker": FP32 | {"compile": True, "threads": 1, "batch_share": 2},
+    "fp32 + channels-last per worker": {"precision": "fp32", "channels_last": True, "threads": 1, "batch_share": 2},
     "bf16": {"precision": "bf16", "channels_last": False},
     "bf16 + channels-last": {"precision": "bf16", "channels_last": True},
     "fp32 + compile": FP32 | {"compile": True},
@@ -61,8 +64,11 @@ def shard(batch: Batch, share: int) -> Batch:
     return Batch(*(tensor[: len(tensor) // share] for tensor in batch))
 
 
-def run_mode(profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device) -> tuple[float, float, float, Speed]:
-    """(seconds a step, FLOPs a step, training NLL after ``steps`` steps, resolved switches)."""
+def run_mode(
+    profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device, repeats: int = 15
+) -> tuple[float, float, float, float, Speed]:
+    """(seconds of the first step, compiling included; seconds a step after ``steps``; FLOPs a
+    step; training NLL after ``steps`` steps; resolved switches) for one mode."""
     mode = dict(mode)
     threads, share = mode.pop("threads", torch.get_num_threads()), mode.pop("batch_share", 1)
     all_threads = torch.get_num_threads()
@@ -76,13 +82,16 @@ def run_mode(profile: str, mode: dict, data: list[Batch], steps: int, device: to
         fast = accelerated(model, speed, device)
         stream = itertools.cycle([shard(batch, share) for batch in data])
         torch.manual_seed(1)
-        losses = [float(train_step(fast, optimizers, next(stream))["nll"]) for _ in range(steps)]
-        seconds = timed(lambda: train_step(fast, optimizers, next(stream)), device, repeats=10)
+        started = time.perf_counter()
+        losses = [float(train_step(fast, optimizers, next(stream))["nll"])]
+        first = time.perf_counter() - started
+        losses += [float(train_step(fast, optimizers, next(stream))["nll"]) for _ in range(steps - 1)]
+        seconds = timed(lambda: train_step(fast, optimizers, next(stream)), device, repeats)
         with FlopCounterMode(display=False) as counter:
             train_step(model, optimizers, next(stream))
     finally:
         torch.set_num_threads(all_threads)
-    return seconds, float(counter.get_total_flops()), sum(losses[-5:]) / 5, speed
+    return first, seconds, float(counter.get_total_flops()), sum(losses[-5:]) / 5, speed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu", help="conf/model/<profile>.yaml")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30, help="steps before timing; the loss is their last 5's mean")
+    parser.add_argument("--repeats", type=int, default=15, help="timed steps; a step's time is their median")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: " + ", ".join(MODES))
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's measured bf16 peak, for the table")
     args = parser.parse_args(argv)
@@ -98,19 +108,19 @@ def main(argv: list[str] | None = None) -> None:
     data = batches(8, args.batch, device)
     rows, base = [], None
     for name in args.modes.split(","):
-        seconds, flops, loss, speed = run_mode(args.profile, MODES[name], data, args.steps, device)
+        first, seconds, flops, loss, speed = run_mode(args.profile, MODES[name], data, args.steps, device, args.repeats)
         share, threads = MODES[name].get("batch_share", 1), MODES[name].get("threads", torch.get_num_threads())
         images_per_s = args.batch / share / seconds * torch.get_num_threads() / threads  # every core busy
         base = base or images_per_s
         rate = flops / seconds / 1e9
         peak = f"{100 * rate / 1e3 / args.peak_tflops:.1f}%" if args.peak_tflops else "-"
         ran = f"{speed.precision}{', channels-last' if speed.channels_last else ''}{', compiled' if speed.compile else ''}"
-        rows.append([name, ran, threads, args.batch // share,
+        rows.append([name, ran, threads, args.batch // share, f"{first:.1f}",
                      1e3 * seconds, images_per_s / base, rate, peak, f"{loss:.2f}"])
         print(f"{name}: {1e3 * seconds:.1f} ms a step, loss {loss:.2f}", flush=True)
     write_table(
         f"train_step-{args.profile}", device,
-        ["mode", "ran as", "threads", "batch", "ms / step", "speed-up", "GFLOP/s", "of peak",
+        ["mode", "ran as", "threads", "batch", "first step (s)", "ms / step", "speed-up", "GFLOP/s", "of peak",
          f"train NLL after {args.steps} steps"],
         rows,
         [f"profile {args.profile}, 28x28 binarised MNIST-5k, every phase of the objective",
