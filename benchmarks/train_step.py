@@ -8,26 +8,32 @@ after ``--steps`` steps shows whether a speed-up changed what is computed. The F
 counts one step's forward and backward matmuls and convolutions (torch's FlopCounterMode).
 ``auto`` is the default config, and its row names what it resolved to on this machine. The
 ``per worker`` rows time one data-parallel worker of the pipeline (1 thread, half the batch:
-the train stage runs 2 of them on 2 cores), counted as if every core ran one. A step's time is
-the median of ``--repeats`` steps, as a shared machine's neighbours make single steps jitter.
+the train stage runs 2 of them on 2 cores), counted as if every core ran one.
+
+The modes are timed in turns, one step of each per round, and a mode's time is the median of
+its ``--repeats`` steps: on a shared virtual machine the speed drifts by 15% and more within
+minutes, which would otherwise land on whichever mode ran then.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
+import statistics
 import time
+from collections.abc import Iterator
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import model_config, timed, write_table
+from benchmarks.common import model_config, write_table
 from pixelgan.config import TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, train_step
-from pixelgan.speed import Speed, accelerated, resolve
+from pixelgan.speed import accelerated, resolve
 
 FP32 = {"precision": "fp32", "channels_last": False}
 MODES = {
@@ -64,34 +70,52 @@ def shard(batch: Batch, share: int) -> Batch:
     return Batch(*(tensor[: len(tensor) // share] for tensor in batch))
 
 
-def run_mode(
-    profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device, repeats: int = 15
-) -> tuple[float, float, float, float, Speed]:
-    """(seconds of the first step, compiling included; seconds a step after ``steps``; FLOPs a
-    step; training NLL after ``steps`` steps; resolved switches) for one mode."""
-    mode = dict(mode)
-    threads, share = mode.pop("threads", torch.get_num_threads()), mode.pop("batch_share", 1)
-    all_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        model = PixelGAN(model_config(profile)).to(device)
-        config = dataclasses.replace(TrainConfig(), **mode)
-        optimizers = build_optimizers(model, config)
-        speed = resolve(config, device)
-        fast = accelerated(model, speed, device)
-        stream = itertools.cycle([shard(batch, share) for batch in data])
-        torch.manual_seed(1)
-        started = time.perf_counter()
-        losses = [float(train_step(fast, optimizers, next(stream))["nll"])]
-        first = time.perf_counter() - started
-        losses += [float(train_step(fast, optimizers, next(stream))["nll"]) for _ in range(steps - 1)]
-        seconds = timed(lambda: train_step(fast, optimizers, next(stream)), device, repeats)
-        with FlopCounterMode(display=False) as counter:
-            train_step(model, optimizers, next(stream))
-    finally:
-        torch.set_num_threads(all_threads)
-    return first, seconds, float(counter.get_total_flops()), sum(losses[-5:]) / 5, speed
+class Trial:
+    """One mode: its model built, trained ``steps`` steps (the first timed, compiling
+    included), then ready to take one more step at a time in its own thread count."""
+
+    def __init__(self, profile: str, mode: dict, data: list[Batch], steps: int, device: torch.device) -> None:
+        mode = dict(mode)
+        self.threads, self.share = mode.pop("threads", torch.get_num_threads()), mode.pop("batch_share", 1)
+        self.device = device
+        with self.own_threads():
+            torch.manual_seed(0)
+            model = PixelGAN(model_config(profile)).to(device)
+            config = dataclasses.replace(TrainConfig(), **mode)
+            self.optimizers = build_optimizers(model, config)
+            self.speed = resolve(config, device)
+            self.fast = accelerated(model, self.speed, device)
+            self.stream = itertools.cycle([shard(batch, self.share) for batch in data])
+            torch.manual_seed(1)
+            started = time.perf_counter()
+            losses = [float(self.step()["nll"])]
+            self.first_step_s = time.perf_counter() - started
+            losses += [float(self.step()["nll"]) for _ in range(steps - 1)]
+            self.loss = sum(losses[-5:]) / 5
+            with FlopCounterMode(display=False) as counter:
+                train_step(model, self.optimizers, next(self.stream))
+            self.flops = float(counter.get_total_flops())
+
+    @contextlib.contextmanager
+    def own_threads(self) -> Iterator[None]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        return train_step(self.fast, self.optimizers, next(self.stream))
+
+    def timed_step(self) -> float:
+        """Seconds of one step, waiting for the device."""
+        with self.own_threads():
+            started = time.perf_counter()
+            self.step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,31 +124,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu", help="conf/model/<profile>.yaml")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30, help="steps before timing; the loss is their last 5's mean")
-    parser.add_argument("--repeats", type=int, default=15, help="timed steps; a step's time is their median")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds; a mode's step time is the median")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, from: " + ", ".join(MODES))
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's measured bf16 peak, for the table")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     data = batches(8, args.batch, device)
-    rows, base = [], None
+    if any(MODES[name].get("compile") for name in args.modes.split(",")):
+        import torch._dynamo as dynamo
+
+        # Every compiled mode is a model of its own, compiled afresh: past dynamo's default of
+        # 8 compilations of one forward it would quietly run eager instead.
+        dynamo.config.recompile_limit = 64
+    trials = {}
     for name in args.modes.split(","):
-        first, seconds, flops, loss, speed = run_mode(args.profile, MODES[name], data, args.steps, device, args.repeats)
-        share, threads = MODES[name].get("batch_share", 1), MODES[name].get("threads", torch.get_num_threads())
-        images_per_s = args.batch / share / seconds * torch.get_num_threads() / threads  # every core busy
+        trials[name] = Trial(args.profile, MODES[name], data, args.steps, device)
+        print(f"{name}: built, first step {trials[name].first_step_s:.1f} s", flush=True)
+    seconds: dict[str, list[float]] = {name: [] for name in trials}
+    for _ in range(args.repeats):
+        for name, trial in trials.items():
+            seconds[name].append(trial.timed_step())
+    rows, base = [], None
+    for name, trial in trials.items():
+        step_s = statistics.median(seconds[name])
+        images_per_s = args.batch / trial.share / step_s * torch.get_num_threads() / trial.threads  # every core busy
         base = base or images_per_s
-        rate = flops / seconds / 1e9
+        rate = trial.flops / step_s / 1e9
         peak = f"{100 * rate / 1e3 / args.peak_tflops:.1f}%" if args.peak_tflops else "-"
+        speed = trial.speed
         ran = f"{speed.precision}{', channels-last' if speed.channels_last else ''}{', compiled' if speed.compile else ''}"
-        rows.append([name, ran, threads, args.batch // share, f"{first:.1f}",
-                     1e3 * seconds, images_per_s / base, rate, peak, f"{loss:.2f}"])
-        print(f"{name}: {1e3 * seconds:.1f} ms a step, loss {loss:.2f}", flush=True)
+        rows.append([name, ran, trial.threads, args.batch // trial.share, f"{trial.first_step_s:.1f}",
+                     1e3 * step_s, images_per_s / base, rate, peak, f"{trial.loss:.2f}"])
     write_table(
         f"train_step-{args.profile}", device,
         ["mode", "ran as", "threads", "batch", "first step (s)", "ms / step", "speed-up", "GFLOP/s", "of peak",
          f"train NLL after {args.steps} steps"],
         rows,
         [f"profile {args.profile}, 28x28 binarised MNIST-5k, every phase of the objective",
-         "speed-up: images a second with every core busy, against the first row's, in this one run; a "
+         "speed-up: images a second with every core busy, against the first row's; modes timed in turns, "
+         "median of the rounds; a "
          "1-thread row times one of the pipeline's data-parallel workers (1 core, half the batch) alone "
          "and counts one such worker per core, before DDP's all-reduce"],
     )
