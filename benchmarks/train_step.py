@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     rows, base = [], None
     for name, trial in trials.items():
         step_s = statistics.median(seconds[name])
-        images_per_s = args.batch / trial.share / step_s * torch.get_num_threads() / trial.threads  # every core busy
+        images_per_s = args.batch / trial.share / step_s
+        if device.type == "cpu":  # a 1-thread worker's rate, counted once per core
+            images_per_s *= torch.get_num_threads() / trial.threads
         base = base or images_per_s
         rate = trial.flops / step_s / 1e9
         peak = f"{100 * rate / 1e3 / args.peak_tflops:.1f}%" if args.peak_tflops else "-"

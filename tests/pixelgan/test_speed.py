@@ -84,6 +84,7 @@ def test_auto_takes_bf16_only_where_the_device_computes_it(
 
 def test_bf16_asked_for_on_a_cpu_that_emulates_it_warns_naming_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed, "emulates_bf16", lambda device: True)
+    monkeypatch.setattr(speed, "native_bf16", lambda device: False)
     with pytest.warns(UserWarning, match=r"train\.precision=bf16 on a CPU without avx512_bf16"):
         assert resolve(TrainConfig(precision="bf16"), CPU).precision == "bf16"
     with warnings.catch_warnings():
