@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,21 +27,16 @@ def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 3
 
 
 def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:
-    """Median seconds of ``repeats`` calls of ``step``, after one warm-up call, each waiting for
-    the device: the median, since a shared machine's neighbours make single calls jitter."""
-    def synchronize() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    """Seconds per call of ``step``, after one warm-up call, waiting for the device."""
     step()
-    synchronize()
-    seconds = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
     for _ in range(repeats):
-        started = time.perf_counter()
         step()
-        synchronize()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / repeats
 
 
 def write_table(name: str, device: torch.device, header: list[str], rows: list[list[Any]], notes: list[str]) -> Path:
