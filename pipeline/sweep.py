@@ -63,6 +63,7 @@ class SweepConfig:
     mode: str = "min"
     epochs: int = 1
     num_workers: int = 1
+    cpus_per_worker: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.sizes():
@@ -79,6 +80,8 @@ class SweepConfig:
             raise ConfigError(f"sweep.mode={self.mode!r} is not one of min, max")
         if self.epochs < 1 or self.num_workers < 1:
             raise ConfigError("sweep.epochs and sweep.num_workers must be >= 1")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError(f"sweep.cpus_per_worker={self.cpus_per_worker} must be > 0")
 
     def sizes(self) -> list[tuple[str, int]]:
         return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
@@ -103,7 +106,7 @@ def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
     """Check every trial's full spec on the driver, before any trial starts. Two points
     that train the same spec (a size listed twice, an ``extra`` key training ignores) would
     share one Train run, so they are refused."""
-    base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers}
+    base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers, "train.cpus_per_worker": sweep.cpus_per_worker}
     specs = [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
     seen: dict[str, dict[str, Any]] = {}
     for spec, point in zip(specs, sweep.points()):
@@ -172,8 +175,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
         return tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
-    per_trial = cores_needed(specs[0])  # whole cores
-    room = max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
+    room = max(1, int(ray.cluster_resources().get("CPU", 1) / cores_needed(specs[0]) + 1e-6))
     scheduler = None
     if sweep.scheduler == "asha":
         scheduler = ASHAScheduler(

@@ -16,6 +16,7 @@ import pytest
 
 from pipeline._config import load_params
 from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs, whole_checkpoint
+from pipeline.train import cores_needed
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.model import PixelGAN
@@ -30,6 +31,7 @@ SWEEP = [
     "sweep.categorical=[4,6]",
     "sweep.epochs=1",
     "sweep.num_workers=1",
+    "sweep.cpus_per_worker=1",  # trials in turns on the test cluster, so a kill can fall between them
 ]
 
 
@@ -69,6 +71,14 @@ def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: 
         (kind, dim, lr) for kind, dims in (("gaussian", (2, 3)), ("categorical", (4, 6))) for dim in dims for lr in (0.001, 0.0003)
     }
     assert all(s.train.epochs == 1 and s.scaling.num_workers == 1 for s in specs)
+
+
+def test_the_default_grid_starts_every_trial_at_once_on_two_cores(digits: Path, tmp_path: Path) -> None:
+    params = load_params(overrides(tmp_path, digits) + ["train.semi_supervised=false"])
+    sweep = from_dict(SweepConfig, params["sweep"])
+    specs = trial_specs(params, sweep)
+    assert len(specs) == 4
+    assert sum(cores_needed(spec) for spec in specs) <= 2
 
 
 def test_two_points_that_train_the_same_model_are_refused(digits: Path, tmp_path: Path) -> None:

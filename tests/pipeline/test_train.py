@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline._config import REPO, load_params, run_params, train_spec
-from pipeline.train import FINISHED, final_state, fit_on_ray, main, startable
+from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable
 from pixelgan.checkpoint import model_from_checkpoint
 from pixelgan.engine import Callback
 from tests.helpers import TINY_MODEL_OVERRIDES
@@ -161,11 +161,19 @@ def test_runs_start_while_their_workers_fit_beside_the_running_ones(digits: Path
     assert startable([two_cores], in_use=0, capacity=1) == [0], "an idle cluster always starts one, which Ray queues"
 
 
+def test_the_default_runs_all_start_at_once_on_two_cores(digits: Path, tmp_path: Path) -> None:
+    params = load_params(overrides(tmp_path, digits) + ["train.semi_supervised=false"])
+    specs = [train_spec(driver_in_ray(run_params(params, name))) for name in params["runs"]]
+    assert len(specs) == 4
+    assert startable(specs, in_use=0, capacity=2) == [0, 1, 2, 3]
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_runs_stage_trains_every_named_run_at_once(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
-    """Two runs of one 1-core worker each on the 4-CPU cluster: both train, each with its own
-    changes, and each writes its model and metrics."""
+    """Two runs on the 4-CPU cluster (the semi-supervised one on two workers, as the
+    defaults have it): both train, each with its own changes, and each writes its model and
+    metrics."""
     chosen = overrides(tmp_path, digits) + ["train.semi_supervised=false", "~runs.pixelcnn", "~runs.aae"]
     assert main(["--runs", *chosen]) == 0
     params = load_params(chosen)
