@@ -216,7 +216,7 @@ def final_state(result: Any) -> dict[str, Any]:
         return load_checkpoint(Path(folder) / "checkpoint.pt")
 
 
-def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, float]:
+def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, Any]:
     """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
     (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws). The metrics name
     the precision and layout the step ran in (rank 0's, as ``auto`` resolved there).
@@ -226,13 +226,13 @@ def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name
     """
     with atomic_path(Path(spec.paths.models) / f"{name}.pt") as tmp:
         torch.save(state, tmp)
-    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, **state["speed"])
+    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, **state.get("speed", {}))
     write_json(Path(spec.paths.metrics) / f"{name}.json", metrics)
     write_json(Path(spec.paths.metrics) / f"{name}_curves.json", state["history"])
     return metrics
 
 
-def train(spec: TrainSpec, output: str) -> dict[str, float]:
+def train(spec: TrainSpec, output: str) -> dict[str, Any]:
     """Train ``spec`` on Ray (resuming a killed run of the same spec) and write its outputs."""
     name = run_name(spec)
     run_dir = Path(spec.paths.runs) / name

@@ -13,7 +13,7 @@ phases in ``objective`` stay as they are:
 ``auto``, the default of ``precision`` and ``channels_last``, is resolved where the step runs
 (``resolve``), by what the training-step benchmark measured (benchmarks/results/): bf16 only
 on hardware that computes it (a CUDA device with bf16; an x86 CPU with avx512_bf16 or AMX),
-since emulated bf16 ran at 0.64x fp32 on an Intel Xeon and 0.12x on an AVX2-only AMD EPYC;
+since emulated bf16 ran at 0.64x fp32 on an Intel Xeon and 0.10-0.17x on an AVX2-only AMD EPYC;
 channels-last only beside bf16 on such a CPU, the one place it paid. ``compile`` has no
 ``auto``: its minute of compiling a run costs more than it saves in the pipeline's short runs.
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline._config import REPO, load_params, run_params, train_spec
-from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable
+from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan.checkpoint import model_from_checkpoint
 from pixelgan.engine import Callback
 from tests.helpers import TINY_MODEL_OVERRIDES
@@ -148,6 +148,18 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
+
+
+def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digits: Path, tmp_path: Path) -> None:
+    """A run that finished its epochs before checkpoints recorded the resolved speed, and was
+    then resumed, writes its outputs without the speed fields rather than failing."""
+    spec = train_spec(load_params(overrides(tmp_path, digits)))
+    state = {"metrics": {"val_nll": 80.0}, "epoch": 2, "history": [{"epoch": 1, "val_nll": 90.0}]}
+    metrics = write_outputs(spec, state, wall_time=1.0)
+    assert metrics == {"val_nll": 80.0, "epochs": 2, "wall_time_s": 1.0}
+    assert json.loads((tmp_path / "metrics/train.json").read_text()) == metrics
+    with_speed = write_outputs(spec, state | {"speed": {"precision": "fp32"}}, wall_time=1.0)
+    assert with_speed["precision"] == "fp32"
 
 
 def test_runs_start_while_their_workers_fit_beside_the_running_ones(digits: Path, tmp_path: Path) -> None:
