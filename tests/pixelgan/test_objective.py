@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -70,6 +72,21 @@ def test_each_step_changes_only_its_own_parameters(prior: PriorConfig) -> None:
     before = snapshot(model)
     generator_step(model, optimizers.generator, x)
     assert changed_parts(before, model) == {"encoder"}
+
+
+def test_the_discriminator_learns_to_score_prior_samples_above_codes() -> None:
+    """With the encoder fixed, D's own steps must teach it which side is the prior: swapped
+    targets would score the codes higher, and its loss would not fall below chance (ln 4)."""
+    torch.manual_seed(0)
+    model = make_model(PriorConfig("gaussian", 3))  # an untrained encoder's codes sit near 0
+    optimizer = build_optimizers(model, TrainConfig(lr_discriminator=1e-2)).discriminator
+    batch = images(64)
+    losses = [float(discriminator_step(model, optimizer, batch)["d_loss"]) for _ in range(100)]
+    with torch.no_grad():
+        prior_scores = model.discriminator(model.prior.sample(256)).mean()
+        code_scores = model.discriminator(model.encoder(batch).code).mean()
+    assert prior_scores > code_scores
+    assert sum(losses[-10:]) / 10 < math.log(4) - 0.5
 
 
 def test_the_generator_step_pulls_codes_towards_what_the_discriminator_calls_prior() -> None:

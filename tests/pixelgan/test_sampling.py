@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelgan.config import ImageConfig, PriorConfig
+from pixelgan.config import ImageConfig, ModelConfig, PriorConfig
 from pixelgan.model import PixelGAN
 from pixelgan.sampling import sample, sample_from_prior, sample_naive
 from tests.helpers import tiny_model_config
@@ -55,9 +55,21 @@ def test_samples_follow_the_decoder_distribution() -> None:
 def test_cached_sampler_draws_the_naive_samplers_images(
     prior: PriorConfig, image: ImageConfig, likelihood: str, kernel_size: int, conditioning: str
 ) -> None:
-    # float64, so that no draw sits within rounding of its threshold and both see equal odds.
     config = tiny_model_config(image=image, prior=prior, conditioning=conditioning, likelihood=likelihood,
                                n_layers=2, kernel_size=kernel_size)
+    assert_cached_draws_naive_images(config)
+
+
+def test_cached_sampler_draws_the_naive_samplers_images_from_the_aae_decoder() -> None:
+    """The AAE baseline's decoder reads no pixel: the cached sampler must not feed it the
+    pixels it draws, as the naive one (a full forward pass) never does."""
+    config = tiny_model_config(image=ImageConfig(1, 7, 6), prior=PriorConfig("gaussian", 3),
+                               conditioning="location_dependent", autoregressive=False, n_layers=2)
+    assert_cached_draws_naive_images(config)
+
+
+def assert_cached_draws_naive_images(config: ModelConfig) -> None:
+    # float64, so that no draw sits within rounding of its threshold and both see equal odds.
     torch.manual_seed(1)
     model = PixelGAN(config).double()
     for p in model.decoder.parameters():  # a random decoder with strong weights uses its inputs
