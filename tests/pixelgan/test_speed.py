@@ -23,17 +23,17 @@ CPU = torch.device("cpu")
 LABELLED = 16  # labelled images a step: an accuracy over them moves in steps of 1/16
 
 
-def losses(mode: dict, steps: int = 4) -> list[dict[str, float]]:
+def losses(mode: dict, steps: int = 4, device: torch.device = CPU) -> list[dict[str, float]]:
     torch.manual_seed(0)
-    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical_gaussian", 4, style_dim=2)))
+    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical_gaussian", 4, style_dim=2))).to(device)
     config = dataclasses.replace(TrainConfig(precision="fp32", channels_last=False), **mode)
     optimizers = build_optimizers(model, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bf16 on a CPU that emulates it: slow, and still tested
-        fast = accelerated(model, resolve(config, CPU), CPU)
+        fast = accelerated(model, resolve(config, device), device)
     generator = torch.Generator().manual_seed(1)
-    batches = [Batch(torch.randint(0, 2, (LABELLED, 1, 8, 8), generator=generator).float(),
-                     torch.randint(0, 4, (LABELLED,), generator=generator)) for _ in range(steps)]
+    batches = [Batch(torch.randint(0, 2, (LABELLED, 1, 8, 8), generator=generator).float().to(device),
+                     torch.randint(0, 4, (LABELLED,), generator=generator).to(device)) for _ in range(steps)]
     torch.manual_seed(2)
     return [{k: float(v) for k, v in train_step(fast, optimizers, b, b).items()} for b in batches]
 
@@ -53,12 +53,26 @@ def test_bf16_autocast_runs_the_parts_in_bf16_and_keeps_float32_weights() -> Non
     ids=["channels-last", "bf16", "compile"],
 )
 def test_a_fast_mode_follows_the_fp32_eager_losses(mode: dict, tolerance: float) -> None:
+    assert_follows_fp32_eager(mode, tolerance, CPU)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("mode", "tolerance"), [({"precision": "bf16"}, 5e-2), ({"compile": True}, 1e-2)], ids=["bf16", "compile"]
+)
+def test_on_a_gpu_a_fast_mode_follows_the_fp32_eager_losses(mode: dict, tolerance: float) -> None:
+    """Also every phase of a compiled step: the discriminator is called twice a step, which
+    CUDA graphs (``reduce-overhead``) broke."""
+    assert_follows_fp32_eager(mode, tolerance, torch.device("cuda"))
+
+
+def assert_follows_fp32_eager(mode: dict, tolerance: float, device: torch.device) -> None:
     import torch._inductor.config
 
     # Compiled code draws its own random numbers unless told to use eager's: here it must,
     # so that both runs see the same encoder noise and prior samples.
     with torch._inductor.config.patch(fallback_random=True):
-        reference, fast = losses({}), losses(mode)
+        reference, fast = losses({}, device=device), losses(mode, device=device)
     for step_ref, step_fast in zip(reference, fast):
         assert step_ref.keys() == step_fast.keys()
         for name in step_ref.keys() - {"sup_acc"}:

@@ -106,6 +106,36 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(tmp_path: Pa
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+def assert_equal_states(a: object, b: object, where: str = "") -> None:
+    """Two nested checkpoint parts (dicts, lists, tensors, numbers) equal bit for bit."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_equal_states(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal_states(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_a_cli_run_stopped_and_resumed_ends_where_an_unbroken_one_does(tmp_path: Path) -> None:
+    """Weights, optimizer moments and random state all come back: fp32, bit for bit."""
+    fp32 = ("--epochs", "2", "--precision", "fp32", "--no-channels-last")
+    assert cli_run(tmp_path / "unbroken", *fp32) == 0
+    assert cli_run(tmp_path / "resumed", *fp32, "--time-limit", "1e-9") == 0
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    assert cli_run(tmp_path / "resumed", *fp32) == 0
+    unbroken, resumed = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("unbroken", "resumed"))
+    assert resumed["epoch"] == 2
+    for part in ("model", "optimizers", "rng"):
+        assert_equal_states(unbroken[part], resumed[part], part)
+
+
 @pytest.mark.slow
 def test_a_checkpoint_older_than_a_training_setting_resumes_with_its_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_run(tmp_path, "--epochs", "1") == 0
