@@ -130,7 +130,8 @@ def sweep_table(results: Path, out: Path) -> None:
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
-HEADLINE = (("clustering", "error_paper_rule"), ("clustering", "error_majority"), ("test_error",), ("nll_nats",))
+HEADLINE = (("clustering", "val_error_paper_rule"), ("clustering", "error_paper_rule"), ("clustering", "error_majority"),
+            ("val_error",), ("test_error",), ("nll_nats",))
 
 
 def over_seeds(specs: dict[str, TrainSpec], metrics: dict[str, Any]) -> dict[str, Any]:

@@ -152,7 +152,8 @@ def configs(args: argparse.Namespace, image: ImageConfig) -> tuple[ModelConfig, 
 
 
 def scores(model: PixelGAN, splits: Splits, semi_supervised: bool, draws: int, device: str) -> dict[str, Any]:
-    """The test split's NLL (own and another image's code) and, with categories, Table 1's score."""
+    """The test split's NLL (own and another image's code) and, with categories, Table 1's score
+    beside the same score on the validation split (``val_*``), the one to choose by."""
     likelihood = model.config.decoder.likelihood
     assert splits.test is not None
     test_batches = DataLoader(ImageDataset(*splits.test, likelihood=likelihood), batch_size=500)

@@ -73,8 +73,10 @@ def test_the_stages_write_every_metric_and_figure(stage_root: tuple[Path, list[s
     sample_keys = {"frechet_distance", "confidence", "label_entropy", "classifier_score"}
     assert set(metrics) == {"classifier_test_accuracy", "train", "semi_supervised", "gaussian", "pixelcnn",
                             "aae", "kmeans_pixels", "wall_time_s"}
-    assert set(metrics["train"]["clustering"]) == {"error_paper_rule", "error_majority", "clusters_used"}
-    assert set(metrics["kmeans_pixels"]) == {"error_paper_rule", "error_majority", "clusters_used"}
+    clustering = {"error_paper_rule", "error_majority", "val_error_paper_rule", "val_error_majority", "clusters_used"}
+    assert set(metrics["train"]["clustering"]) == clustering
+    assert set(metrics["kmeans_pixels"]) == clustering
+    assert 0.0 <= metrics["semi_supervised"]["val_error"] <= 1.0
     assert 0.0 <= metrics["semi_supervised"]["test_error"] <= 1.0
     for name in ("train", "semi_supervised"):
         assert set(metrics[name]["samples"]) == sample_keys | {"category_purity"}

@@ -10,9 +10,12 @@ import torch
 
 from pixelgan.classifier import Classifier, sample_quality, train_classifier
 from pixelgan.config import PriorConfig
+from pixelgan import evaluation
 from pixelgan.evaluation import (
+    category_scores,
     classification_error,
     clustering_error,
+    clustering_report,
     frechet_distance,
     labels_by_best_example,
     labels_by_majority,
@@ -41,6 +44,40 @@ def test_the_papers_rule_labels_each_cluster_by_its_most_confident_example() -> 
     assert clustering_error(test_scores, test_labels, labels_by_best_example(scores, labels)) == 0.5
     assert clustering_error(test_scores, test_labels, labels_by_majority(scores, labels)) == 0.5
     assert clustering_error(test_scores, torch.tensor([3, 3, 5, 5]), labels_by_best_example(scores, labels)) == 0.0
+
+
+# Validation rows (cluster, confidence, label). Over the whole split the paper's rule names
+# cluster 0 by row 1 (a 7) and cluster 1 by row 7 (a 1); the majority vote says 3 and 5. Within
+# the split, the even rows label (0 -> 3, 1 -> 5 under both rules) and the odd rows are scored.
+VALIDATION = [(0, 0.9, 3), (0, 0.95, 7), (0, 0.5, 7), (1, 0.6, 5), (1, 0.8, 5), (0, 0.4, 3), (0, 0.3, 3), (1, 0.9, 1)]
+VAL_SCORES = one_hot_scores([c for c, _, _ in VALIDATION], 2, [q for _, q, _ in VALIDATION])
+VAL_LABELS = torch.tensor([y for _, _, y in VALIDATION])
+# Test clusters are pure, so labels read off the test split itself would score 0 under both rules.
+TEST_SCORES = one_hot_scores([0, 0, 0, 1], 2, [1.0, 1.0, 1.0, 1.0])
+TEST_LABELS = torch.tensor([3, 3, 3, 1])
+EXPECTED = {"error_paper_rule": 0.75, "error_majority": 0.25, "val_error_paper_rule": 0.5,
+            "val_error_majority": 0.5, "clusters_used": 2}
+
+
+def test_clusters_are_named_on_validation_and_each_split_scored_by_its_own_labels() -> None:
+    assert clustering_report(VAL_SCORES, VAL_LABELS, TEST_SCORES, TEST_LABELS) == EXPECTED
+    shuffled = clustering_report(VAL_SCORES, VAL_LABELS, TEST_SCORES, TEST_LABELS[torch.tensor([3, 2, 1, 0])])
+    assert {k: v for k, v in shuffled.items() if k.startswith("val_")} == {
+        k: v for k, v in EXPECTED.items() if k.startswith("val_")}, "the test labels enter no validation figure"
+
+
+def test_a_models_scores_take_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """category_scores, on the posteriors above: clustering by both rules, and a semi-supervised
+    head's error on each split."""
+    val_images, test_images = torch.zeros(len(VAL_LABELS), 1, 2, 2), torch.ones(len(TEST_LABELS), 1, 2, 2)
+    posteriors = {id(val_images): VAL_SCORES, id(test_images): TEST_SCORES}
+    monkeypatch.setattr(evaluation, "posterior_categories", lambda model, images, draws: posteriors[id(images)])
+    splits = ((val_images, VAL_LABELS), (test_images, TEST_LABELS))
+    assert category_scores(None, *splits, draws=1, semi_supervised=False) == {"clustering": EXPECTED}
+    # As a classifier's scores: validation argmaxes 0,0,0,1,1,0,0,1 against labels 3,7,7,5,5,3,3,1.
+    head_val, head_test = torch.tensor([0, 0, 0, 1, 1, 0, 0, 1]), torch.tensor([3, 3, 3, 1])
+    assert category_scores(None, (val_images, head_val), (test_images, head_test), draws=1, semi_supervised=True) == {
+        "val_error": 0.0, "test_error": 0.75}
 
 
 def test_an_empty_cluster_keeps_the_papers_label_under_the_majority_vote() -> None:

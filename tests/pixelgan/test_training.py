@@ -205,6 +205,7 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     assert clusters["set"] == {"encoder.categorical_code": "one_hot", "encoder.logit_scale": 6}
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert 0 <= clusters["test"]["clustering"]["error_paper_rule"] <= 1
+    assert 0 <= clusters["test"]["clustering"]["val_error_paper_rule"] <= 1
     assert 1 <= clusters["test"]["clustering"]["clusters_used"] <= 10 and clusters["test"]["nll_nats"] > 0
     semi_args = "--prior", "categorical_gaussian", "--labels", "50", "--label-shift", "1", "--label-rotation", "10"  # a style code too
     assert digits_run(tmp_path / "labels", prepared_digits, *semi_args) == 0
@@ -212,6 +213,7 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     assert (clusters["label_shift"], semi["label_shift"]) == (2, 1), "the cpu profile's, then --label-shift"
     assert (clusters["label_rotation"], semi["label_rotation"]) == (0, 10), "the cpu profile's, then --label-rotation"
     assert 0 <= semi["test"]["test_error"] <= 1 and "clustering" not in semi["test"] and semi["set"] == {}
+    assert 0 <= semi["test"]["val_error"] <= 1
     assert semi["last_epoch"]["sup_acc"] >= 0 and 0 <= semi["last_epoch"]["val_error"] <= 1
     assert "val_error" not in clusters["last_epoch"], "categories without labels have no names to score"
     # Scored again from its checkpoint (which restores the random state), the run gives the same figures.
