@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prepare: error: {error}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
-    print(f"prepared {config.name} into {out_dir}: {counts} "
-          f"({summary['splits']['train']['labelled']} labelled) in {time.perf_counter() - started:.1f}s")
+    print(f"prepared {config.name} into {out_dir}: {counts} in {time.perf_counter() - started:.1f}s")
     return 0
 
 

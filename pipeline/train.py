@@ -46,6 +46,7 @@ from pixelgan.config import ConfigError
 from pixelgan.data import ImageDataset
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
+from pixelgan.data.splits import labelled_rows
 from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback, PrintProgress, fit
 from pixelgan.io import atomic_path, write_json
@@ -96,7 +97,8 @@ class SetSamplerEpoch(Callback):
 
 
 def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
-    """Training, validation, and (semi-supervised runs) the labelled rows of the training split."""
+    """Training, validation, and (semi-supervised runs) the labelled rows of the training split,
+    drawn by the run's seed, the same on every worker."""
     train, _ = read_split(spec.paths.split(spec.dataset.name, "train"))
     validation, _ = read_split(spec.paths.split(spec.dataset.name, "validation"))
     likelihood = spec.model.decoder.likelihood
@@ -106,7 +108,7 @@ def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset, ImageDataset 
 
     labelled = None
     if spec.train.semi_supervised:
-        rows = train.labelled.nonzero()[0]
+        rows = labelled_rows(train.labels, spec.dataset, spec.train.seed)
         labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize,
                            shift=spec.train.label_shift, rotation=spec.train.label_rotation)
     return (

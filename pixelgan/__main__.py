@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -31,6 +30,7 @@ from pixelgan.config import ConfigError, ImageConfig, ModelConfig, PriorConfig, 
 from pixelgan.data import ImageDataset, data_form, load_mnist5k
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
+from pixelgan.data.splits import labelled_subset
 from pixelgan.engine import PrintProgress, evaluate, fit
 from pixelgan.evaluation import category_scores, likelihood_units
 from pixelgan.figures import by_category, draw, global_local, save_grid
@@ -50,7 +50,6 @@ class Splits:
     train: tuple[torch.Tensor, torch.Tensor]
     validation: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor] | None
-    labelled: np.ndarray  # bool [N_train]: the labelled rows the prepare stage chose
 
     @property
     def image(self) -> ImageConfig:
@@ -70,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--autoregressive", action=argparse.BooleanOptionalAction,
                         help="--no-autoregressive: a decoder that reads no pixel, the AAE (location_dependent)")
     parser.add_argument("--labels", type=int, default=0,
-                        help="semi-supervised on this many of the prepared labelled rows, class-balanced (0: unsupervised)")
+                        help="semi-supervised on this many labelled training images, as many of each class, drawn by --seed (0: unsupervised)")
     parser.add_argument("--epochs", type=int, help="default: the profile's")
     parser.add_argument("--batch-size", type=int, help="default: the profile's")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
@@ -95,29 +94,10 @@ def load_splits(data: Path | None, seed: int) -> Splits:
         images, labels = load_mnist5k()
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
         val, train = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
-        return Splits((images[train], labels[train]), (images[val], labels[val]), None, np.zeros(len(train), bool))
+        return Splits((images[train], labels[train]), (images[val], labels[val]), None)
     read = {name: read_split(data / f"{name}.parquet")[0] for name in ("train", "validation", "test")}
     tensors = {name: (torch.from_numpy(split.images), torch.from_numpy(split.labels)) for name, split in read.items()}
-    return Splits(tensors["train"], tensors["validation"], tensors["test"], read["train"].labelled)
-
-
-def labelled_rows(splits: Splits, count: int, classes: int, seed: int, limit: int = 0) -> np.ndarray:
-    """``count`` of the prepared labelled rows, ``count // classes`` of each class: the first
-    of each class in one seeded order, so the rows of 20 labels are among those of 50 and 100.
-    With ``limit``, only rows among the first ``limit`` training images (``--limit``) count."""
-    marked = np.flatnonzero(splits.labelled[: limit or None])
-    within = f" among the first {limit} training images (--limit)" if limit else ""
-    if count > len(marked) or count % classes:
-        raise ConfigError(
-            f"--labels {count}: must be a multiple of the {classes} classes and at most the "
-            f"{len(marked)} labelled rows the prepare stage chose (dataset.labels){within}"
-        )
-    order = marked[np.random.default_rng(seed).permutation(len(marked))]
-    labels = splits.train[1].numpy()[order]
-    chosen = [order[labels == label][: count // classes] for label in range(classes)]
-    if short := [label for label, rows in enumerate(chosen) if len(rows) < count // classes]:
-        raise ConfigError(f"--labels {count}: classes {short} have fewer than {count // classes} labelled rows{within}")
-    return np.sort(np.concatenate(chosen))
+    return Splits(tensors["train"], tensors["validation"], tensors["test"])
 
 
 def sizes_set(items: list[str]) -> dict[str, Any]:
@@ -203,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             train_images, train_labels = train_images[: args.limit], train_labels[: args.limit]
         if len(train_images) < train_config.batch_size:
             raise ConfigError(f"--batch-size {train_config.batch_size} is more than the {len(train_images)} training images")
-        labelled = labelled_rows(splits, args.labels, 10, args.seed, args.limit) if args.labels else None
+        train_labels_seen = splits.train[1][: args.limit or None].numpy()  # --limit: among the first images only
+        labelled = labelled_subset(train_labels_seen, args.labels, 10, args.seed, "--labels") if args.labels else None
     except (ConfigError, DataFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

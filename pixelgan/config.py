@@ -281,8 +281,9 @@ class DatasetConfig:
 
     ``root`` names a folder of the original files; without it the set is downloaded (mnist,
     svhn, smallnorb) or read from an installed package (mnist5k, digits). ``test_size`` is
-    read only by sets without an official test split; ``labels`` is the size of the
-    class-balanced labelled subset of the training split; ``image_size`` is smallNORB's.
+    read only by sets without an official test split; ``labels`` is how many labelled images a
+    semi-supervised run draws from the training split, as many of each class, by its own seed
+    (``train.seed``); ``image_size`` is smallNORB's.
     """
 
     name: DatasetName = "mnist5k"

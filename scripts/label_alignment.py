@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from pixelgan.__main__ import labelled_rows, load_splits
+from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data import data_form
+from pixelgan.data.splits import labelled_subset
 from pixelgan.evaluation import classification_error, clustering_error, labels_by_majority, posterior_categories
 
 CLASSES = 10
@@ -48,7 +49,8 @@ def label_alignment(run: Path, data: Path, draws: int = 8, seed: int = 0) -> dic
     q_val, q_test = (posterior_categories(model, data_form(images, likelihood), draws)
                      for images, _ in (splits.validation, splits.test))
     majority = labels_by_majority(q_val, splits.validation[1])
-    rows = labelled_rows(splits, labels, CLASSES, state["train_config"]["seed"], run_settings.get("limit", 0))
+    seen = splits.train[1][: run_settings.get("limit", 0) or None].numpy()
+    rows = labelled_subset(seen, labels, CLASSES, state["train_config"]["seed"], "--labels")
     head_on_labelled = model.encoder(data_form(splits.train[0][rows], likelihood)).logits.argmax(dim=1)
     said, true = q_test.argmax(dim=1), splits.test[1]
     wrong = said != true

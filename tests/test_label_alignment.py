@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pixelgan.__main__ import labelled_rows, load_splits
+from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig, PriorConfig, TrainConfig
 from pixelgan.data import data_form
 from pixelgan.data.prepare import prepare_dataset
+from pixelgan.data.splits import labelled_subset
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, supervised_phase
 from tests.helpers import tiny_model_config
@@ -40,7 +41,7 @@ def classifier(digits: Path) -> PixelGAN:
     torch.manual_seed(0)
     splits = load_splits(digits, seed=0)
     model = PixelGAN(tiny_model_config(image=splits.image, prior=PriorConfig("categorical_gaussian", 10)))
-    rows = labelled_rows(splits, LABELS, 10, TRAIN.seed)
+    rows = labelled_subset(splits.train[1].numpy(), LABELS, 10, TRAIN.seed)
     images, labels = data_form(splits.train[0][rows], "bernoulli"), splits.train[1][rows]
     optimizer = build_optimizers(model, TRAIN).supervised
     assert optimizer is not None

@@ -1,7 +1,7 @@
 """The Parquet files that the prepare stage writes and every later stage reads.
 
 One file per split. Columns: ``image`` (fixed-size binary, the uint8 C x H x W bytes),
-``label`` (int64), ``index`` (the row in the source file, int64) and ``labelled`` (bool).
+``label`` (int64) and ``index`` (the row in the source file, int64).
 The schema's metadata, under the key ``pixelgan``, holds JSON with the image shape, the data
 set, the split, the seed, the dataset config and the sha256 of every source file.
 """
@@ -23,7 +23,7 @@ from pixelgan.data.splits import Split
 from pixelgan.io import atomic_path
 
 METADATA_KEY = b"pixelgan"
-COLUMNS = ("image", "label", "index", "labelled")
+COLUMNS = ("image", "label", "index")
 T = TypeVar("T")
 
 
@@ -37,7 +37,6 @@ def split_table(split: Split, metadata: dict[str, Any]) -> pa.Table:
         "image": images,
         "label": pa.array(split.labels, pa.int64()),
         "index": pa.array(split.index, pa.int64()),
-        "labelled": pa.array(split.labelled, pa.bool_()),
     })
     described = metadata | {"image_shape": shape, "rows": n}
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(described, sort_keys=True)})
@@ -89,6 +88,5 @@ def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
         images.reshape(len(column), *shape).copy(),
         table.column("label").to_numpy().copy(),
         table.column("index").to_numpy().copy(),
-        table.column("labelled").to_numpy(zero_copy_only=False),
     )
     return split, metadata

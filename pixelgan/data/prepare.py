@@ -32,7 +32,6 @@ def summarise(config: DatasetConfig, splits: dict[str, Split], classes: int) -> 
         "splits": {
             name: {
                 "count": len(split),
-                "labelled": int(split.labelled.sum()),
                 "per_class": {str(c): int((split.labels == c).sum()) for c in range(classes)},
             }
             for name, split in splits.items()

@@ -2,8 +2,11 @@
 
 A carved split (the test split of a set without an official one, and the validation split of
 all but MNIST) is stratified by class with scikit-learn, so class proportions match; MNIST's
-validation split is the last rows of its training set, the classic 50,000 / 10,000 split. The
-labelled subset of the training split has the same number of rows in every class.
+validation split is the last rows of its training set, the classic 50,000 / 10,000 split.
+
+The labelled images of a semi-supervised run are drawn from the training split by the run's
+own seed (``labelled_subset``), not fixed by the prepare stage, so seeds differ in their
+labels as well as in their weights.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ class Split:
     images: np.ndarray  # uint8 [N, C, H, W]
     labels: np.ndarray  # int64 [N]
     index: np.ndarray  # int64 [N]: the row in the source file it came from
-    labelled: np.ndarray  # bool [N]: in the labelled subset (training split only)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,29 +42,36 @@ def _carve(rows: np.ndarray, labels: np.ndarray, size: int, seed: int, option: s
     return np.sort(kept), np.sort(carved)
 
 
-def labelled_subset(labels: np.ndarray, count: int, classes: int, seed: int) -> np.ndarray:
-    """A boolean mask choosing ``count // classes`` rows of every class."""
+def labelled_subset(labels: np.ndarray, count: int, classes: int, seed: int, option: str = "dataset.labels") -> np.ndarray:
+    """Rows of ``count // classes`` images of every class, sorted: the first of each class in
+    one order drawn from ``seed``, so that within a seed 20 labels are among 50, among 100.
+    ``option`` names the setting in errors."""
+    if count % classes:
+        raise ConfigError(f"{option}={count} must be a multiple of the {classes} classes, so that every class gets as many labels")
     per_class = count // classes
-    mask = np.zeros(len(labels), dtype=bool)
-    rng = np.random.default_rng(seed)
-    for label in range(classes):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) < per_class:
-            raise ConfigError(
-                f"dataset.labels={count} needs {per_class} labelled images of each class, but "
-                f"the training split has only {len(rows)} of class {label}"
-            )
-        mask[rng.choice(rows, per_class, replace=False)] = True
-    return mask
+    order = np.random.default_rng(seed).permutation(len(labels))
+    chosen = [order[labels[order] == label][:per_class] for label in range(classes)]
+    if short := [label for label, rows in enumerate(chosen) if len(rows) < per_class]:
+        have = min(int((labels == label).sum()) for label in short)
+        raise ConfigError(
+            f"{option}={count} needs {per_class} labelled images of each class, but the training "
+            f"split has only {have} of class {short[0]}"
+        )
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def labelled_rows(labels: np.ndarray, config: DatasetConfig, seed: int) -> np.ndarray:
+    """The ``dataset.labels`` rows a semi-supervised run with ``seed`` learns the labels of."""
+    return labelled_subset(labels, config.labels, config.classes, seed)
 
 
 def make_splits(raw: RawData, config: DatasetConfig) -> dict[str, Split]:
     rows = np.arange(len(raw.train_labels))
     if raw.test_images is None:
         rows, test_rows = _carve(rows, raw.train_labels, config.test_size, config.seed, "dataset.test_size")
-        test = Split(raw.train_images[test_rows], raw.train_labels[test_rows], test_rows, np.zeros(len(test_rows), bool))
+        test = Split(raw.train_images[test_rows], raw.train_labels[test_rows], test_rows)
     else:
-        test = Split(raw.test_images, raw.test_labels, np.arange(len(raw.test_labels)), np.zeros(len(raw.test_labels), bool))
+        test = Split(raw.test_images, raw.test_labels, np.arange(len(raw.test_labels)))
     if raw.validation == "tail":
         if config.validation_size >= len(rows):
             raise ConfigError(f"dataset.validation_size={config.validation_size} leaves no training images")
@@ -72,8 +81,9 @@ def make_splits(raw: RawData, config: DatasetConfig) -> dict[str, Split]:
             rows, raw.train_labels[rows], config.validation_size, config.seed + 1, "dataset.validation_size"
         )
     train_labels = raw.train_labels[rows]
+    labelled_subset(train_labels, config.labels, raw.classes, config.seed)  # refuses, here, a count the split cannot supply
     return {
-        "train": Split(raw.train_images[rows], train_labels, rows, labelled_subset(train_labels, config.labels, raw.classes, config.seed)),
-        "validation": Split(raw.train_images[validation_rows], raw.train_labels[validation_rows], validation_rows, np.zeros(len(validation_rows), bool)),
+        "train": Split(raw.train_images[rows], train_labels, rows),
+        "validation": Split(raw.train_images[validation_rows], raw.train_labels[validation_rows], validation_rows),
         "test": test,
     }

@@ -16,11 +16,11 @@ from tests.formats import balanced_labels, fake_images, write_mnist_folder, writ
 
 
 def test_round_trip_keeps_every_column_and_the_metadata(tmp_path: Path) -> None:
-    split = Split(fake_images(9, 3, 5), balanced_labels(9, 10), np.arange(100, 109), np.arange(9) % 2 == 0)
+    split = Split(fake_images(9, 3, 5), balanced_labels(9, 10), np.arange(100, 109))
     write_split(tmp_path / "s.parquet", split, {"dataset": "x", "sources": {"f": "abc"}})
     back, metadata = read_split(tmp_path / "s.parquet")
     assert back.images.dtype == np.uint8 and np.array_equal(back.images, split.images)
-    for column in ("labels", "index", "labelled"):
+    for column in ("labels", "index"):
         assert np.array_equal(getattr(back, column), getattr(split, column)), column
     assert metadata == {"dataset": "x", "sources": {"f": "abc"}, "image_shape": [3, 5, 5], "rows": 9}
 
@@ -65,7 +65,6 @@ def test_each_raw_format_prepares_end_to_end(tmp_path: Path, name: str) -> None:
         write_smallnorb_folder(root, train=40, test=10)
         config, shape = DatasetConfig(name=name, root=str(root), validation_size=10, labels=10, image_size=6), (1, 6, 6)
     summary = prepare_dataset(config, tmp_path / name, tmp_path / "download")
-    assert summary["splits"]["train"]["labelled"] == config.labels
     for split in ("train", "validation", "test"):
         data, metadata = read_split(tmp_path / name / f"{split}.parquet")
         assert data.images.shape[1:] == shape and metadata["split"] == split

@@ -7,7 +7,7 @@ import pytest
 
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.sources import RawData
-from pixelgan.data.splits import labelled_subset, make_splits
+from pixelgan.data.splits import labelled_rows, labelled_subset, make_splits
 from tests.formats import balanced_labels, fake_images
 
 
@@ -29,12 +29,15 @@ def test_carved_splits_are_class_balanced_and_disjoint() -> None:
     assert np.array_equal(raw().train_labels[splits["train"].index], splits["train"].labels)
 
 
-def test_the_labelled_subset_has_the_same_count_in_every_class() -> None:
-    splits = make_splits(raw(), DatasetConfig(validation_size=100, test_size=200, labels=50))
-    train = splits["train"]
-    assert train.labelled.sum() == 50
-    assert np.bincount(train.labels[train.labelled], minlength=10).tolist() == [5] * 10
-    assert not splits["validation"].labelled.any() and not splits["test"].labelled.any()
+def test_each_seed_draws_its_own_class_balanced_labels_nested_by_count() -> None:
+    labels = make_splits(raw(), DatasetConfig(validation_size=100, test_size=200))["train"].labels
+    chosen = {(seed, count): labelled_subset(labels, count, 10, seed) for seed in (0, 1) for count in (20, 50)}
+    for (seed, count), rows in chosen.items():
+        assert len(set(rows)) == count and np.bincount(labels[rows], minlength=10).tolist() == [count // 10] * 10
+    assert set(chosen[0, 20]) <= set(chosen[0, 50]) and set(chosen[1, 20]) <= set(chosen[1, 50])
+    assert set(chosen[0, 50]) != set(chosen[1, 50]), "another seed, other labelled images"
+    assert np.array_equal(labelled_subset(labels, 50, 10, 0), chosen[0, 50]), "the same seed, the same images"
+    assert np.array_equal(labelled_rows(labels, DatasetConfig(labels=20), seed=1), chosen[1, 20]), "a run's, by dataset.labels"
 
 
 def test_splits_depend_on_the_seed_alone() -> None:
@@ -42,7 +45,7 @@ def test_splits_depend_on_the_seed_alone() -> None:
     b = make_splits(raw(), DatasetConfig(seed=3, validation_size=100, test_size=200))
     c = make_splits(raw(), DatasetConfig(seed=4, validation_size=100, test_size=200))
     for name in a:
-        assert np.array_equal(a[name].index, b[name].index) and np.array_equal(a[name].labelled, b[name].labelled)
+        assert np.array_equal(a[name].index, b[name].index)
     assert not np.array_equal(a["test"].index, c["test"].index)
 
 
@@ -65,4 +68,4 @@ def test_label_counts_that_the_split_cannot_supply_fail_naming_the_option() -> N
 
 
 def test_labelled_subset_of_zero_is_empty() -> None:
-    assert not labelled_subset(balanced_labels(50, 10), 0, 10, seed=0).any()
+    assert len(labelled_subset(balanced_labels(50, 10), 0, 10, seed=0)) == 0

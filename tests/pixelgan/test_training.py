@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from pixelgan.__main__ import labelled_rows, load_splits, main
+from pixelgan.__main__ import load_splits, main
 from pixelgan.checkpoint import load_checkpoint, save_checkpoint
+from pixelgan.data.splits import labelled_subset
 from pixelgan.config import (
     ConfigError,
     DatasetConfig,
@@ -222,32 +222,17 @@ def test_on_prepared_data_the_run_scores_the_test_split(prepared_digits: Path, t
     assert json.loads((tmp_path / "labels/metrics.json").read_text())["test"] == semi["test"]
 
 
-def test_fewer_labels_are_a_nested_class_balanced_subset(prepared_digits: Path) -> None:
-    splits = load_splits(prepared_digits, seed=0)
-    chosen = {count: labelled_rows(splits, count, 10, seed=0) for count in (20, 50, 100)}
-    for count, rows in chosen.items():
-        assert np.bincount(splits.train[1].numpy()[rows], minlength=10).tolist() == [count // 10] * 10
-        assert splits.labelled[rows].all()
-    assert set(chosen[20]) <= set(chosen[50]) <= set(chosen[100])
-
-
 def test_with_a_limit_the_labels_come_from_the_first_images(prepared_digits: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    splits = load_splits(prepared_digits, seed=0)
-    limit = int(np.flatnonzero(splits.labelled)[60])  # 60 of the labelled rows lie before it
-    rows = labelled_rows(splits, 20, 10, seed=0, limit=limit)
-    assert rows.max() < limit
-    assert np.bincount(splits.train[1].numpy()[rows], minlength=10).tolist() == [2] * 10
-    few = int(np.flatnonzero(splits.labelled)[10])  # the 10 labelled rows before it miss some classes
-    with pytest.raises(ConfigError, match=r"--labels 10: classes \[.*\] have fewer than 1 labelled rows among the first"):
-        labelled_rows(splits, 10, 10, seed=0, limit=few)
-    assert digits_run(tmp_path, prepared_digits, "--labels", "100", "--limit", str(limit)) == 2
-    assert f"at most the 60 labelled rows the prepare stage chose (dataset.labels) among the first {limit}" in capsys.readouterr().err
+    labels = load_splits(prepared_digits, seed=0).train[1].numpy()
+    assert digits_run(tmp_path, prepared_digits, "--labels", "100", "--limit", "80") == 2
+    assert "--labels=100 needs 10 labelled images of each class, but the training split has only" in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
+    assert labelled_subset(labels[:200], 20, 10, seed=0).max() < 200
 
 
-@pytest.mark.parametrize("labels,message", [("15", "--labels 15: must be a multiple of the 10 classes"),
-                                            ("200", "at most the 100 labelled rows")])
+@pytest.mark.parametrize("labels,message", [("15", "--labels=15 must be a multiple of the 10 classes"),
+                                            ("2000", "--labels=2000 needs 200 labelled images of each class")])
 def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, labels: str, message: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert digits_run(tmp_path, prepared_digits, "--labels", labels) == 2
