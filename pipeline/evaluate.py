@@ -118,7 +118,7 @@ def figure_2(panels: list[torch.Tensor], per_row: int, path: Path) -> None:
 
 
 def sweep_table(results: Path, out: Path) -> None:
-    """The sweep's table (prior x latent size) as Markdown, for the README and the note."""
+    """The sweep's table (prior x latent size) as Markdown, for docs/results.md and the note."""
     import pyarrow.parquet as pq
 
     rows = pq.read_table(results / "sweep.parquet").to_pylist()

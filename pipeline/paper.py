@@ -7,7 +7,7 @@ beside the paper's) and a summary over seeds, with each run's figure copied besi
 The committed ``table.csv`` is the record: its rows for runs whose folders are not in
 ``<runs>`` (made in another session or on a GPU machine) are kept, and a folder replaces
 the row of the same name.
-The paper's figures are those of ../shared/paper/facts.md: Table 1's PixelGAN row (5.27 is
+The paper's figures are those of docs/paper-facts.md: Table 1's PixelGAN row (5.27 is
 confirmed, the rest recalled) and the PixelCNN NLL of van den Oord et al. (confirmed).
 """
 

@@ -3,7 +3,7 @@
 ``constant`` keeps every phase at its configured rate. ``cosine`` anneals all four together
 along half a cosine, from the configured rates at epoch 1 towards zero at the last epoch,
 one value per epoch. Why: with constant rates the semi-supervised head's validation error
-moved by up to 0.36 points from one epoch to the next on full MNIST (README), so the epoch a
+moved by up to 0.36 points from one epoch to the next on full MNIST (docs/results.md), so the epoch a
 run happened to stop at decided much of its score; annealing lets the last epochs settle.
 The discriminator and the generator anneal together, so neither gets ahead of the other.
 

@@ -40,7 +40,7 @@ for seed in $seeds; do
   paper=(--profile paper --seed "$seed" "${fast[@]}")
   launch "clustering-30-seed$seed" "${paper[@]}" --prior categorical --dim 30
   # The AAE's clustering set-up: a 5-D Gaussian style code beside the 30 categories, so that
-  # style need not ride in the categories' small probabilities (README, the paper column).
+  # style need not ride in the categories' small probabilities (docs/results.md, the paper column).
   launch "clustering-30-style-seed$seed" "${paper[@]}" --prior categorical_gaussian --dim 30
   launch "semi-100-seed$seed" "${paper[@]}" --prior categorical_gaussian --dim 10 --labels 100
   launch "semi-50-seed$seed" "${paper[@]}" --prior categorical_gaussian --dim 10 --labels 50
