@@ -170,6 +170,8 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
             f"train.semi_supervised needs a prior with one category per class: prior.kind="
             f"{prior.kind} with prior.dim={prior.dim}, but {dataset.name} has {dataset.classes} classes"
         )
+    if train.semi_supervised and not dataset.labels:
+        raise ConfigError("train.semi_supervised needs labelled images: dataset.labels=0")
     return TrainSpec(dataset, model, train, scaling, paths)
 
 

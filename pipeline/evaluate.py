@@ -7,7 +7,7 @@ the classifier stage's CNN and the sweep's table, and writes:
 
 - metrics/eval.json (`dvc metrics show`): for a model with categories, the clustering error
   by the paper's rule and by majority vote, and for a semi-supervised one the test error of
-  its categorical head; k-means on pixels scored by the same rules (the baseline); for every
+  its categorical head, each beside its validation figure (``val_*``), the one to choose by; k-means on pixels scored by the same rules (the baseline); for every
   model the test NLL (nats per image for binarised data, bits per dimension for 8-bit) with
   the NLL given another image's code, and the sample-quality scores of ``eval.samples``
   draws from the prior, beside the classifier's own test accuracy;

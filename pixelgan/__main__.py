@@ -6,7 +6,8 @@ and training sizes of a profile in conf/ (``--profile cpu|paper``). It saves a c
 every epoch and resumes from it, so a run longer than one sitting is the same command run
 again (``--time-limit`` ends a call cleanly before an epoch that would end past it). When the run
 is done it scores the test split: NLL, and for a categorical prior the paper's clustering
-error or, with ``--labels``, the semi-supervised test error; it writes ``metrics.json``
+error or, with ``--labels``, the semi-supervised test error, each beside its validation
+figure; it writes ``metrics.json``
 and figures. Needs torch, torchvision, numpy, pyarrow and PyYAML only, so it runs unchanged
 on a bare GPU machine.
 """
@@ -78,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-rotation", type=float, help="degrees the labelled images turn, at most, each time they are drawn; default: the profile's")
     parser.add_argument("--lr-schedule", help="constant | cosine (every rate annealed towards zero over the epochs); default: the profile's")
     parser.add_argument("--gradient-penalty", type=float, help="weight of D's gradient penalty (0: none); default: the profile's")
-    parser.add_argument("--precision", help="auto | fp32 | bf16 (autocast); default: the profile's (auto: bf16 where the device computes it)")
+    parser.add_argument("--precision", help="auto | fp32 | bf16 (autocast); default: the profile's (auto: bf16 on a CPU that computes it, else fp32)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the profile's (auto: beside bf16 on a CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile each part")
     parser.add_argument("--time-limit", type=float, default=0, help="minutes: stop before an epoch that would end past it, at the last epoch's pace (0: none)")
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     run = {"data": str(args.data or "mnist5k"), "profile": args.profile, "labels": args.labels, "limit": args.limit}
+    if args.labels:  # a checkpoint from before labels were drawn by seed trained on other images
+        run["labels_drawn_by"] = "seed"
     torch.manual_seed(train_config.seed)
     model = PixelGAN(model_config).to(args.device)
     optimizers = build_optimizers(model, train_config)

@@ -59,7 +59,7 @@ def write_prepared(out_dir: Path, config: DatasetConfig, raw: RawData) -> dict[s
                 "split": name,
                 "seed": config.seed,
                 "classes": raw.classes,
-                "config": dataclasses.asdict(config),
+                "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "labels"},  # labels: a run's choice
                 "sources": raw.sources,
             }
             write_split(partial / f"{name}.parquet", split, metadata)

@@ -46,18 +46,18 @@ def labelled_subset(labels: np.ndarray, count: int, classes: int, seed: int, opt
     """Rows of ``count // classes`` images of every class, sorted: the first of each class in
     one order drawn from ``seed``, so that within a seed 20 labels are among 50, among 100.
     ``option`` names the setting in errors."""
-    if count % classes:
-        raise ConfigError(f"{option}={count} must be a multiple of the {classes} classes, so that every class gets as many labels")
+    if count < 0 or count % classes:
+        raise ConfigError(f"{option}={count} must be a multiple of the {classes} classes (0 or more), so that every class gets as many labels")
     per_class = count // classes
     order = np.random.default_rng(seed).permutation(len(labels))
     chosen = [order[labels[order] == label][:per_class] for label in range(classes)]
     if short := [label for label, rows in enumerate(chosen) if len(rows) < per_class]:
-        have = min(int((labels == label).sum()) for label in short)
+        worst = min(short, key=lambda label: len(chosen[label]))
         raise ConfigError(
             f"{option}={count} needs {per_class} labelled images of each class, but the training "
-            f"split has only {have} of class {short[0]}"
+            f"images have only {len(chosen[worst])} of class {worst}"
         )
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(chosen))
 
 
 def labelled_rows(labels: np.ndarray, config: DatasetConfig, seed: int) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_evaluate_refuses_to_start_without_the_classifier(
     shutil.copytree(root / "models", models, ignore=shutil.ignore_patterns("classifier.pt"))
     without = [o for o in overrides if not o.startswith("paths.models=")] + [f"paths.models={models}"]
     assert evaluate.main(without) == 2
-    assert f"{models / 'classifier.pt'}: missing" in capsys.readouterr().err
+    assert f"error: {models / 'classifier.pt'}: missing;" in capsys.readouterr().err, "it alone"
 
 
 def test_the_stages_write_every_metric_and_figure(stage_root: tuple[Path, list[str]]) -> None:

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from pipeline._config import REPO, load_params, run_params, train_spec
-from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
+from pipeline.train import FINISHED, datasets, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan.checkpoint import model_from_checkpoint
+from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
@@ -52,6 +53,7 @@ def overrides(root: Path, data: Path) -> list[str]:
         ("paths.data=/nonexistent", "/nonexistent/digits/train.parquet: no such file"),
         ("train.batch_size=63", "train.batch_size=63 must split evenly over train.num_workers=2"),
         ("prior.dim=30", "train.semi_supervised needs a prior with one category per class"),
+        ("dataset.labels=0", "train.semi_supervised needs labelled images: dataset.labels=0"),
     ],
 )
 def test_bad_values_fail_before_any_worker_starts(
@@ -148,6 +150,14 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
+
+
+def test_every_worker_learns_the_labels_of_the_rows_its_seed_draws(digits: Path, tmp_path: Path) -> None:
+    spec = train_spec(load_params(overrides(tmp_path, digits) + ["train.seed=3"]))
+    train, _, labelled = datasets(spec)
+    rows = labelled_rows(train.labels.numpy(), spec.dataset, seed=3)
+    assert labelled is not None and len(labelled) == spec.dataset.labels
+    assert torch.equal(labelled.images, train.images[rows]) and torch.equal(labelled.labels, train.labels[rows])
 
 
 def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digits: Path, tmp_path: Path) -> None:

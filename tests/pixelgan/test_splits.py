@@ -59,7 +59,7 @@ def test_an_official_test_split_is_kept_and_mnist_validates_on_its_last_rows() -
 def test_label_counts_that_the_split_cannot_supply_fail_naming_the_option() -> None:
     with pytest.raises(ConfigError, match=r"dataset\.labels=105 must be a multiple of the 10 classes"):
         DatasetConfig(labels=105)
-    with pytest.raises(ConfigError, match=r"dataset\.labels=1000 needs 100 labelled images of each class, but the training split has only 70"):
+    with pytest.raises(ConfigError, match=r"dataset\.labels=1000 needs 100 labelled images of each class, but the training images have only 70"):
         make_splits(raw(), DatasetConfig(validation_size=100, test_size=200, labels=1000))
     with pytest.raises(ConfigError, match=r"dataset\.test_size=1000 leaves no training images"):
         make_splits(raw(), DatasetConfig(test_size=1000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -14,7 +15,6 @@ from pixelgan.__main__ import load_splits, main
 from pixelgan.checkpoint import load_checkpoint, save_checkpoint
 from pixelgan.data.splits import labelled_subset
 from pixelgan.config import (
-    ConfigError,
     DatasetConfig,
     DecoderConfig,
     DiscriminatorConfig,
@@ -125,7 +125,7 @@ def assert_equal_states(a: object, b: object, where: str = "") -> None:
 @pytest.mark.slow
 def test_a_cli_run_stopped_and_resumed_ends_where_an_unbroken_one_does(tmp_path: Path) -> None:
     """Weights, optimizer moments and random state all come back: fp32, bit for bit."""
-    fp32 = ("--epochs", "2", "--precision", "fp32", "--no-channels-last")
+    fp32 = ("--epochs", "2", "--precision", "fp32", "--no-channels-last", "--device", "cpu")
     assert cli_run(tmp_path / "unbroken", *fp32) == 0
     assert cli_run(tmp_path / "resumed", *fp32, "--time-limit", "1e-9") == 0
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
@@ -226,12 +226,26 @@ def test_with_a_limit_the_labels_come_from_the_first_images(prepared_digits: Pat
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     labels = load_splits(prepared_digits, seed=0).train[1].numpy()
     assert digits_run(tmp_path, prepared_digits, "--labels", "100", "--limit", "80") == 2
-    assert "--labels=100 needs 10 labelled images of each class, but the training split has only" in capsys.readouterr().err
+    assert "--labels=100 needs 10 labelled images of each class, but the training images have only" in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
-    assert labelled_subset(labels[:200], 20, 10, seed=0).max() < 200
+    rows = labelled_subset(labels[:200], 20, 10, seed=0)
+    assert rows.max() < 200 and len(rows) == 20, "the first 200 images hold 2 of each digit"
+    assert not np.array_equal(rows, labelled_subset(labels, 20, 10, seed=0)), "drawn among those only"
+
+
+@pytest.mark.slow
+def test_a_checkpoint_trained_on_labels_drawn_the_old_way_is_not_resumed(prepared_digits: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert digits_run(tmp_path, prepared_digits, "--labels", "20") == 0
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["run"]["labels_drawn_by"]  # as written before each seed drew its own labelled images
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    assert digits_run(tmp_path, prepared_digits, "--labels", "20", "--epochs", "2") == 2
+    assert "run.labels_drawn_by None in the checkpoint, 'seed' now" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("labels,message", [("15", "--labels=15 must be a multiple of the 10 classes"),
+                                            ("-10", "--labels=-10 must be a multiple of the 10 classes (0 or more)"),
                                             ("2000", "--labels=2000 needs 200 labelled images of each class")])
 def test_bad_label_counts_are_refused(prepared_digits: Path, tmp_path: Path, labels: str, message: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
