@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import time
@@ -11,8 +12,8 @@ from typing import Any
 
 import torch
 
-from pixelgan import profiles
-from pixelgan.config import ImageConfig, ModelConfig, PriorConfig
+from pixelgan.config import ImageConfig, ModelConfig, PriorConfig, from_dict
+from pixelgan.params import load_params
 from pixelgan.speed import device_name, flags_line, machine_kind
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -22,8 +23,10 @@ MNIST = ImageConfig(channels=1, height=28, width=28)
 
 
 def model_config(profile: str, prior: PriorConfig = PriorConfig("categorical", 30)) -> ModelConfig:
-    """The model sizes of conf/model/<profile>.yaml on 28x28 binarised MNIST."""
-    return profiles.model_config(profile, prior, MNIST)
+    """The model sizes of a profile on 28x28 binarised MNIST: ``cpu``, params.yaml's; any other,
+    conf/ composed with ``+experiment=<profile>``."""
+    params = load_params([] if profile == "cpu" else [f"+experiment={profile}"])
+    return from_dict(ModelConfig, dict(params["model"], prior=dataclasses.asdict(prior), image=dataclasses.asdict(MNIST)))
 
 
 def timed(step: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:

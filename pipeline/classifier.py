@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from pipeline._config import Paths, dataset_config, eval_config, load_params
+from pixelgan.params import Paths, dataset_config, eval_config, load_params
 from pixelgan.classifier import Classifier, predict, train_classifier
 from pixelgan.config import ConfigError, DecoderConfig, from_dict
 from pixelgan.data import data_form

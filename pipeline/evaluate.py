@@ -27,86 +27,50 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from torchvision.utils import make_grid, save_image
 
-from pipeline._config import EvalConfig, Paths, TrainSpec, eval_config, load_params, run_params, train_spec
 from pipeline.classifier import load_classifier
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.classifier import Classifier, sample_quality
-from pixelgan.config import ConfigError, DatasetConfig
-from pixelgan.data import ImageDataset, data_form
+from pixelgan.config import ConfigError
+from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
-from pixelgan.data.parquet import read_split
-from pixelgan.engine import evaluate as nll_given_codes
-from pixelgan.evaluation import category_scores, clustering_report, likelihood_units
-from pixelgan.figures import by_category, draw, global_local, reconstructions, save_grid
+from pixelgan.data.splits import Split
+from pixelgan.evaluation import clustering_report, score_model
+from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
+from pixelgan.params import EvalConfig, TrainSpec, eval_config, load_params, run_params, train_spec
+from pixelgan.run import Splits, read_splits
 from pixelgan.sampling import sample
 
 FIGURE_2 = ("gaussian", "pixelcnn", "aae")  # the runs that make the paper's Figure 2 comparison
 
 
-class Split:
-    """One split in the decoder's data form (threshold-binarised), with its labels."""
-
-    def __init__(self, paths: Paths, dataset: DatasetConfig, name: str, likelihood: str) -> None:
-        split, _ = read_split(paths.split(dataset.name, name))
-        self.uint8 = torch.from_numpy(split.images)
-        self.images = data_form(self.uint8, likelihood)  # type: ignore[arg-type]
-        self.labels = torch.from_numpy(split.labels)
-
-
-def kmeans_baseline(train: Split, validation: Split, test: Split, clusters: int, config: EvalConfig) -> dict[str, float]:
+def kmeans_baseline(splits: Splits, clusters: int, config: EvalConfig) -> dict[str, float]:
     """k-means on raw pixels with as many clusters, scored by the same rules (score: -distance)."""
     from sklearn.cluster import KMeans
 
     def pixels(split: Split) -> np.ndarray:
-        return split.uint8.flatten(1).numpy().astype(np.float32) / 255.0
+        return split.images.reshape(len(split), -1).astype(np.float32) / 255.0
 
-    kmeans = KMeans(clusters, n_init=config.kmeans_restarts, random_state=config.seed).fit(pixels(train))
-    scores, test_scores = (torch.from_numpy(-kmeans.transform(pixels(s))) for s in (validation, test))
-    return clustering_report(scores, validation.labels, test_scores, test.labels)
+    kmeans = KMeans(clusters, n_init=config.kmeans_restarts, random_state=config.seed).fit(pixels(splits.train))
+    scores, test_scores = (torch.from_numpy(-kmeans.transform(pixels(s))) for s in (splits.validation, splits.test))
+    labels, test_labels = (torch.from_numpy(s.labels) for s in (splits.validation, splits.test))
+    return clustering_report(scores, labels, test_scores, test_labels)
 
 
-def score_model(
-    model: PixelGAN, validation: Split, test: Split, classifier: Classifier, config: EvalConfig, semi_supervised: bool
-) -> dict[str, Any]:
-    """Every score of one model, its samples from the prior among them. The encoder draws its
-    noise from torch's global generator, so that is seeded too: the same model scores the same
-    on every run of the stage."""
-    torch.manual_seed(config.seed)
-    image = model.config.image
-    likelihood = model.config.decoder.likelihood
-    batches = DataLoader(ImageDataset(test.uint8, test.labels, likelihood=likelihood), batch_size=250)
-    nll = nll_given_codes(model, batches, "cpu")
-    scores: dict[str, Any] = likelihood_units(nll["nll"], image.channels * image.height * image.width, likelihood == "bernoulli")
-    scores["nll_other_code_nats"] = nll["nll_other_code"]
+def score_with_samples(model: PixelGAN, splits: Splits, classifier: Classifier, config: EvalConfig, semi_supervised: bool) -> dict[str, Any]:
+    """The library's scores of one model and the quality of its samples from the prior."""
+    scores = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
+                         semi_supervised=semi_supervised, seed=config.seed)
     categories = model.config.prior.categories
-    if categories:
-        splits = (validation.images, validation.labels), (test.images, test.labels)
-        scores |= category_scores(model, *splits, config.posterior_draws, semi_supervised)
     generator = torch.Generator().manual_seed(config.seed)
     z = model.prior.sample(config.samples, generator)
     samples = sample(model.decoder, z, generator)
-    scores["samples"] = sample_quality(classifier, samples, test.images, z[:, :categories].argmax(1) if categories else None)
+    test_images = data_form(torch.from_numpy(splits.test.images), model.config.decoder.likelihood)
+    scores["samples"] = sample_quality(classifier, samples, test_images, z[:, :categories].argmax(1) if categories else None)
     return scores
-
-
-def write_figures(name: str, model: PixelGAN, validation: Split, out: Path, config: EvalConfig) -> dict[str, torch.Tensor]:
-    """Write the model's figures as <name>_<figure>.png; return each figure's images."""
-    generator = torch.Generator().manual_seed(config.seed)
-    shown = config.figure_rows * config.figure_columns
-    figures = {"samples": draw(model, model.prior.sample(shown, generator), generator)}
-    if model.config.prior.categories:
-        figures["by_category"] = by_category(model, config.figure_columns, generator)
-        figures["reconstructions"] = reconstructions(model, validation.images[: shown // 2], generator)
-    elif model.config.decoder.conditioning != "none" and model.config.decoder.autoregressive:
-        figures["global_local"] = global_local(model, config.figure_rows, config.figure_columns, generator)
-    for figure, images in figures.items():
-        save_grid(images, out / f"{name}_{figure}.png", config.figure_columns)
-    return figures
 
 
 def figure_2(panels: list[torch.Tensor], per_row: int, path: Path) -> None:
@@ -175,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ConfigError(f"{', '.join(missing)}: missing; the train, runs and classifier stages write them (dvc repro)")
         likelihood = spec.model.decoder.likelihood
-        train, validation, test = (Split(paths, spec.dataset, s, likelihood) for s in ("train", "validation", "test"))
+        splits = read_splits(paths, spec.dataset)
     except (ConfigError, DataFormatError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
         return 2
@@ -184,14 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     classifier, _ = load_classifier(Path(paths.models) / "classifier.pt")
     metrics: dict[str, Any] = {"classifier_test_accuracy": json.loads((Path(paths.metrics) / "classifier.json").read_text())["test_accuracy"]}
     figures: dict[str, dict[str, torch.Tensor]] = {}
+    validation_images = data_form(torch.from_numpy(splits.validation.images), likelihood)
     for name, path in models.items():
         model = model_from_checkpoint(load_checkpoint(path)).eval()
-        metrics[name] = scores = score_model(model, validation, test, classifier, config, specs[name].train.semi_supervised)
-        figures[name] = write_figures(name, model, validation, out, config)
+        metrics[name] = scores = score_with_samples(model, splits, classifier, config, specs[name].train.semi_supervised)
+        figures[name] = model_figures(model, validation_images, config.figure_rows, config.figure_columns, config.seed)
+        for figure, images in figures[name].items():
+            save_grid(images, out / f"{name}_{figure}.png", config.figure_columns)
         print(f"evaluate: {name}: {json.dumps(scores)}", flush=True)
     clusters = spec.model.prior.categories
     if clusters:
-        metrics["kmeans_pixels"] = kmeans_baseline(train, validation, test, clusters, config)
+        metrics["kmeans_pixels"] = kmeans_baseline(splits, clusters, config)
     if all(name in names for name in FIGURE_2):
         gaussian, pixelcnn, aae = FIGURE_2
         panels = [figures[gaussian]["global_local"], figures[pixelcnn]["samples"], figures[aae]["samples"]]

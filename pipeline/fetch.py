@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline._config import Paths, dataset_config, load_params
+from pixelgan.params import Paths, dataset_config, load_params
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.io import write_json

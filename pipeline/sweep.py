@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from pipeline._config import Paths, TrainSpec, load_params, train_spec, with_overrides
+from pixelgan.params import Paths, TrainSpec, load_params, train_spec, with_overrides
 from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict

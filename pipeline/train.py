@@ -7,8 +7,9 @@
 Ray comes in three thin layers, the shape of Ray's own examples:
 
 - ``train_worker`` runs in every worker and is the only place Ray touches torch: it builds
-  the model, wraps each part in DistributedDataParallel (gloo on CPU, nccl on GPU), resumes
-  from Ray's latest checkpoint, and calls ``pixelgan.engine.fit``, reporting every epoch.
+  the library's ``pixelgan.run.Run`` (the one ``python -m pixelgan`` trains in one process),
+  resumes it from Ray's latest checkpoint, and fits it with each part in
+  DistributedDataParallel (gloo on CPU, nccl on GPU), reporting every epoch.
 - ``fit_on_ray`` is the driver: it builds and fits the TorchTrainer. The sweep reuses it.
 - ``main`` reads the parameters, checks them before any worker starts, runs the driver and
   writes the stage's outputs for DVC.
@@ -38,22 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pipeline._config import TrainSpec, load_params, run_params, train_spec, with_overrides
-from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, resume, rng_state, set_rng_state
+from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
 from pixelgan.config import ConfigError
-from pixelgan.data import ImageDataset
 from pixelgan.data.formats import DataFormatError
-from pixelgan.data.parquet import read_split
-from pixelgan.data.splits import labelled_rows
 from pixelgan.encoder import Encoder
-from pixelgan.engine import Callback, PrintProgress, fit
+from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
-from pixelgan.model import PixelGAN
-from pixelgan.objective import build_optimizers
-from pixelgan.schedule import LearningRateSchedule
-from pixelgan.speed import accelerated, resolve
+from pixelgan.params import TrainSpec, load_params, run_params, train_spec, with_overrides
+from pixelgan.run import Run, read_splits
 
 FINISHED = "FINISHED"
 
@@ -86,40 +80,9 @@ class ReportToRay(EpochCheckpoints):
             )
 
 
-class SetSamplerEpoch(Callback):
-    """A new permutation every epoch (DistributedSampler shuffles by seed + epoch)."""
-
-    def __init__(self, sampler: DistributedSampler) -> None:
-        self.sampler = sampler
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-
-def datasets(spec: TrainSpec) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
-    """Training, validation, and (semi-supervised runs) the labelled rows of the training split,
-    drawn by the run's seed, the same on every worker."""
-    train, _ = read_split(spec.paths.split(spec.dataset.name, "train"))
-    validation, _ = read_split(spec.paths.split(spec.dataset.name, "validation"))
-    likelihood = spec.model.decoder.likelihood
-
-    def dataset(images: Any, labels: Any, binarize: str, **moves: float) -> ImageDataset:
-        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize, **moves)
-
-    labelled = None
-    if spec.train.semi_supervised:
-        rows = labelled_rows(train.labels, spec.dataset, spec.train.seed)
-        labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize,
-                           shift=spec.train.label_shift, rotation=spec.train.label_rotation)
-    return (
-        dataset(train.images, train.labels, spec.train.binarize),
-        dataset(validation.images, validation.labels, "threshold"),
-        labelled,
-    )
-
-
 def train_worker(config: dict[str, Any]) -> None:
-    """The per-worker training function that Ray Train runs in every worker."""
+    """The per-worker training function that Ray Train runs in every worker: the library's
+    ``Run``, each part in DistributedDataParallel, resumed from Ray's latest checkpoint."""
     import ray.train
     import ray.train.torch
 
@@ -127,32 +90,13 @@ def train_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
-    device = ray.train.torch.get_device()
-    speed = resolve(spec.train, device)  # here, not in the driver: a cluster can mix machine kinds
-
-    torch.manual_seed(spec.train.seed)  # the same initial weights on every worker
-    model = PixelGAN(spec.model).to(device)
-    optimizers = build_optimizers(model, spec.train)
-    torch.manual_seed(spec.train.seed * 1000 + rank)  # each worker its own noise and draws
-    start_epoch, history = 0, []
+    run = Run(spec, read_splits(spec.paths, spec.dataset), ray.train.torch.get_device(), rank, world)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            state = load_checkpoint(Path(folder) / "checkpoint.pt", map_location=device)
-            start_epoch, history = resume(state, model, optimizers), state["history"]
-            own_rng = Path(folder) / f"rng-{rank}.pt"
-            if own_rng.is_file():  # absent when the number of workers changed
-                set_rng_state(torch.load(own_rng, weights_only=True))
-
-    train_set, validation_set, labelled_set = datasets(spec)
-    batch_size = spec.train.batch_size // world
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=spec.train.seed, drop_last=True)
-    train_batches = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
-    labelled_batches = None
-    if labelled_set is not None:  # every worker draws its own labelled batches from all labelled rows
-        labelled_batches = DataLoader(labelled_set, batch_size=min(batch_size, len(labelled_set)), shuffle=True, drop_last=True)
-    validation_shard = Subset(validation_set, range(rank, len(validation_set), world))
-    validation_batches = DataLoader(validation_shard, batch_size=256)
+            state = load_checkpoint(Path(folder) / "checkpoint.pt", map_location=run.device)
+            own_rng = Path(folder) / f"rng-{rank}.pt"  # absent when the number of workers changed
+            run.resume(state, torch.load(own_rng, weights_only=True) if own_rng.is_file() else None)
 
     def ddp(part: torch.nn.Module) -> torch.nn.Module:
         # Only the supervised phase of a categorical + Gaussian encoder leaves parameters
@@ -160,17 +104,8 @@ def train_worker(config: dict[str, Any]) -> None:
         unused = isinstance(part, Encoder) and spec.model.prior.kind == "categorical_gaussian"
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
-    callbacks: list[Callback] = [SetSamplerEpoch(sampler), LearningRateSchedule(optimizers, spec.train)]
-    if rank == 0:
-        callbacks.append(PrintProgress(spec.train.epochs))
-    callbacks.append(ReportToRay(rank, model, optimizers, spec.train, history=history, speed=speed))
-    callbacks += config.get("callbacks", [])
-    fit(
-        accelerated(model.with_parts(ddp), speed, device), optimizers, train_batches,
-        epochs=spec.train.epochs, start_epoch=start_epoch, val_batches=validation_batches,
-        labelled_batches=labelled_batches, callbacks=callbacks, device=device,
-        gradient_penalty=spec.train.gradient_penalty,
-    )
+    report = ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)
+    run.fit([report, *config.get("callbacks", [])], wrap=ddp)
 
 
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:

@@ -31,6 +31,10 @@ class Callback:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         pass
 
+    def should_stop(self) -> bool:
+        """Asked after each epoch's callbacks: True ends ``fit`` there."""
+        return False
+
 
 class PrintProgress(Callback):
     """One line per epoch with the main losses and the time it took."""
@@ -41,6 +45,31 @@ class PrintProgress(Callback):
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_time_s")
         print(f"epoch {epoch}/{self.epochs} {shown} ({metrics['epoch_time_s']:.1f}s)", flush=True)
+
+
+class TimeLimit(Callback):
+    """Ends the run before an epoch that would end more than ``seconds`` after the first began,
+    at the pace of the last epoch, so a run longer than one sitting stops cleanly between
+    epochs (its checkpoint written) rather than being killed inside one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: float | None = None
+        self.last_epoch_s = 0.0
+        self.stopped_after: int | None = None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.last_epoch_s = metrics["epoch_time_s"]
+        assert self.started is not None
+        if time.perf_counter() - self.started + self.last_epoch_s > self.seconds:
+            self.stopped_after = epoch
+
+    def should_stop(self) -> bool:
+        return self.stopped_after is not None
 
 
 def _to(batch: Batch, device: torch.device | str) -> Batch:
@@ -168,4 +197,6 @@ def fit(
         metrics["epoch_time_s"] = time.perf_counter() - started
         for callback in callbacks:
             callback.on_epoch_end(epoch, metrics)
+        if any(callback.should_stop() for callback in callbacks):
+            break
     return metrics

@@ -16,10 +16,15 @@ error.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
+from pixelgan.data import ImageDataset, data_form
+from pixelgan.data.splits import Split
+from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
 
 
@@ -107,6 +112,29 @@ def category_scores(
     if semi_supervised:
         return {"val_error": classification_error(q_val, validation[1]), "test_error": classification_error(q_test, test[1])}
     return {"clustering": clustering_report(q_val, validation[1], q_test, test[1])}
+
+
+@torch.no_grad()
+def score_model(
+    model: PixelGAN, validation: Split, test: Split, *, draws: int, semi_supervised: bool, seed: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Every score of a trained model on the test split, each beside its validation figure:
+    the NLL (own code, another image's code) in the field's units, and with categories Table
+    1's score (``category_scores``). The encoder draws its noise from torch's global generator,
+    so that is seeded: the same model scores the same on every call."""
+    torch.manual_seed(seed)
+    model.eval()
+    image, likelihood = model.config.image, model.config.decoder.likelihood
+    test_images, test_labels = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    nll = evaluate(model, DataLoader(ImageDataset(test_images, test_labels, likelihood=likelihood), batch_size=250), device)
+    scores: dict[str, Any] = likelihood_units(nll["nll"], image.channels * image.height * image.width, likelihood == "bernoulli")
+    scores["nll_other_code_nats"] = nll["nll_other_code"]
+    if model.config.prior.categories:
+        splits = ((data_form(torch.from_numpy(split.images), likelihood), torch.from_numpy(split.labels))
+                  for split in (validation, test))
+        scores |= category_scores(model, *splits, draws, semi_supervised)
+    return scores
 
 
 def likelihood_units(nats_per_image: float, dims: int, binary: bool) -> dict[str, float]:

@@ -73,6 +73,21 @@ def reconstructions(model: PixelGAN, images: Tensor, generator: torch.Generator 
     return torch.stack([original, drawn], dim=1).flatten(0, 1)
 
 
+def model_figures(model: PixelGAN, validation_images: Tensor, rows: int, columns: int, seed: int) -> dict[str, Tensor]:
+    """A model's figures by name, drawn with ``seed``: ``samples`` from the prior; with
+    categories ``by_category`` (a row each) and ``reconstructions`` of data-form validation
+    images; for a Gaussian code read by a PixelCNN, ``global_local``."""
+    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    shown = rows * columns
+    figures = {"samples": draw(model, model.prior.sample(shown, generator), generator)}
+    if model.config.prior.categories:
+        figures["by_category"] = by_category(model, columns, generator)
+        figures["reconstructions"] = reconstructions(model, validation_images[: shown // 2], generator)
+    elif model.config.decoder.conditioning != "none" and model.config.decoder.autoregressive:
+        figures["global_local"] = global_local(model, rows, columns, generator)
+    return figures
+
+
 def save_grid(images: Tensor, path: str | os.PathLike[str], per_row: int) -> None:
     """A PNG grid, ``per_row`` images a row, written atomically."""
     with atomic_path(path) as tmp:

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data import ImageDataset
 from pixelgan.decoder import negative_log_likelihood
+from pixelgan.run import read_prepared
 
 
 @torch.no_grad()
@@ -30,12 +30,10 @@ def code_split(run: Path, data: Path) -> dict[str, float]:
     categories = model.config.prior.categories
     if model.config.prior.kind != "categorical_gaussian":
         raise SystemExit(f"error: {run} has prior {model.config.prior.kind!r}; this splits a categorical_gaussian code")
-    test = load_splits(data, seed=0).test
-    if test is None:
-        raise SystemExit(f"error: {data} has no test split")
+    test = read_prepared(data).test
     likelihood = model.config.decoder.likelihood
     totals = dict.fromkeys(("own code", "other categories", "other style", "other code"), 0.0)
-    for batch in DataLoader(ImageDataset(*test, likelihood=likelihood), batch_size=500):
+    for batch in DataLoader(ImageDataset(torch.from_numpy(test.images), torch.from_numpy(test.labels), likelihood=likelihood), batch_size=500):
         code = model.encoder(batch.images).code
         other = code.roll(1, dims=0)
         swapped = {
@@ -46,7 +44,7 @@ def code_split(run: Path, data: Path) -> dict[str, float]:
         }
         for name, z in swapped.items():
             totals[name] += float(negative_log_likelihood(model.decoder(batch.images, z), batch.images).sum())
-    return {name: total / len(test[0]) for name, total in totals.items()}
+    return {name: total / len(test) for name, total in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Whether a semi-supervised run's categories are bad clusters or good clusters under the wrong labels.
 
 ``python scripts/label_alignment.py data/mnist runs/paper/semi-20-seed*`` prints, for each
-run trained with ``--labels N``: the head's test error (the paper's score, argmax of q(y|x));
+run trained semi-supervised on N labels (``train.semi_supervised=true dataset.labels=N``): the head's test error (the paper's score, argmax of q(y|x));
 the test error its categories would have if each took the commonest label among the
 validation images it holds (10,000 labels: what the clusters could give, not a score of the
 method); how many categories the head names otherwise than that; and how many of the N
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.config import DatasetConfig, from_dict
 from pixelgan.data import data_form
-from pixelgan.data.splits import labelled_subset
+from pixelgan.data.splits import labelled_rows
 from pixelgan.evaluation import classification_error, clustering_error, labels_by_majority, posterior_categories
+from pixelgan.run import read_prepared
 
 CLASSES = 10
 
@@ -36,30 +37,27 @@ def label_alignment(run: Path, data: Path, draws: int = 8, seed: int = 0) -> dic
     if not (run / "checkpoint.pt").exists():
         raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
     state = load_checkpoint(run / "checkpoint.pt")
-    run_settings = state.get("run") or {}
-    labels = run_settings.get("labels", 0)
-    if not labels:
-        raise SystemExit(f"error: {run} was not trained with --labels; its categories have no names to check")
+    spec = (state.get("run") or {}).get("spec")
+    if not spec or not spec["train"]["semi_supervised"]:
+        raise SystemExit(f"error: {run} was not trained semi-supervised; its categories have no names to check")
     model = model_from_checkpoint(state).eval()
     torch.manual_seed(seed)  # the encoder's noise
-    splits = load_splits(data, seed=0)
-    if splits.test is None:
-        raise SystemExit(f"error: {data} has no test split")
+    splits = read_prepared(data)
     likelihood = model.config.decoder.likelihood
-    q_val, q_test = (posterior_categories(model, data_form(images, likelihood), draws)
-                     for images, _ in (splits.validation, splits.test))
-    majority = labels_by_majority(q_val, splits.validation[1])
-    seen = splits.train[1][: run_settings.get("limit", 0) or None].numpy()
-    rows = labelled_subset(seen, labels, CLASSES, state["train_config"]["seed"], "--labels")
-    head_on_labelled = model.encoder(data_form(splits.train[0][rows], likelihood)).logits.argmax(dim=1)
-    said, true = q_test.argmax(dim=1), splits.test[1]
+    (val_images, val_labels), (test_images, test_labels), (train_images, train_labels) = (
+        (torch.from_numpy(split.images), torch.from_numpy(split.labels)) for split in (splits.validation, splits.test, splits.train))
+    q_val, q_test = (posterior_categories(model, data_form(images, likelihood), draws) for images in (val_images, test_images))
+    majority = labels_by_majority(q_val, val_labels)
+    rows = labelled_rows(splits.train.labels, from_dict(DatasetConfig, spec["dataset"]), spec["train"]["seed"])
+    head_on_labelled = model.encoder(data_form(train_images[rows], likelihood)).logits.argmax(dim=1)
+    said, true = q_test.argmax(dim=1), test_labels
     wrong = said != true
     confusions = Counter(zip(true[wrong].tolist(), said[wrong].tolist())).most_common(3)
     return {
-        "head error %": 100 * classification_error(q_test, splits.test[1]),
-        "majority-label error %": 100 * clustering_error(q_test, splits.test[1], majority),
+        "head error %": 100 * classification_error(q_test, test_labels),
+        "majority-label error %": 100 * clustering_error(q_test, test_labels, majority),
         "categories renamed": int((majority != torch.arange(CLASSES)).sum()),
-        "labelled rows right": int((head_on_labelled == splits.train[1][rows]).sum()),
+        "labelled rows right": int((head_on_labelled == train_labels[rows]).sum()),
         "labelled rows": len(rows),
         "commonest errors": [(true_digit, said_digit, count) for (true_digit, said_digit), count in confusions],
     }

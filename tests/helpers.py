@@ -48,6 +48,10 @@ def tiny_model_config(
     )
 
 
-def cli_run(out: Path, *args: str) -> int:
-    """``python -m pixelgan`` on the embedded MNIST-5k's first 128 images, no figure, into ``out``."""
-    return main(["--out", str(out), "--limit", "128", "--samples", "0", *args])
+def cli_run(out: Path, data: Path, *overrides: str, time_limit: float = 0) -> int:
+    """``python -m pixelgan`` into ``out``: the tiny model on scikit-learn's digits under
+    ``data`` (prepared there if missing), small figures, ``overrides`` last."""
+    digits = ["dataset=digits", "dataset.validation_size=180", "dataset.test_size=180", f"paths.data={data}"]
+    small = ["eval.posterior_draws=2", "eval.figure_rows=2", "eval.figure_columns=2"]
+    limit = ["--time-limit", str(time_limit)] if time_limit else []
+    return main(["--out", str(out), *limit, *digits, *TINY_MODEL_OVERRIDES, *small, *overrides])

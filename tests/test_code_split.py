@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig, PriorConfig
 from pixelgan.data import ImageDataset
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
+from pixelgan.run import read_prepared
 from tests.helpers import tiny_model_config
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "code_split.py"
@@ -33,7 +33,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_model(data: Path, prior: PriorConfig) -> PixelGAN:
-    return PixelGAN(tiny_model_config(image=load_splits(data, seed=0).image, prior=prior)).eval()
+    return PixelGAN(tiny_model_config(image=read_prepared(data).image, prior=prior)).eval()
 
 
 def save_run(path: Path, model: PixelGAN) -> Path:
@@ -47,10 +47,9 @@ def test_own_and_other_code_match_the_engine(digits: Path, tmp_path: Path) -> No
     run = save_run(tmp_path / "run", model)
     torch.manual_seed(0)
     nll = code_split.code_split(run, digits)
-    test = load_splits(digits, seed=0).test
-    assert test is not None
+    test = read_prepared(digits).test
     torch.manual_seed(0)  # the same encoder noise
-    engine = evaluate(model, DataLoader(ImageDataset(*test, likelihood="bernoulli"), batch_size=500), "cpu")
+    engine = evaluate(model, DataLoader(ImageDataset(torch.from_numpy(test.images), torch.from_numpy(test.labels), likelihood="bernoulli"), batch_size=500), "cpu")
     assert nll["own code"] == pytest.approx(engine["nll"], rel=1e-5)
     assert nll["other code"] == pytest.approx(engine["nll_other_code"], rel=1e-5)
 

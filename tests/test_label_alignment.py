@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
-from pixelgan.__main__ import load_splits
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig, PriorConfig, TrainConfig
 from pixelgan.data import data_form
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.splits import labelled_subset
+from pixelgan.run import read_prepared
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, supervised_phase
 from tests.helpers import tiny_model_config
@@ -39,10 +40,10 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def classifier(digits: Path) -> PixelGAN:
     """A tiny model whose head learnt the labelled rows (the supervised phase alone)."""
     torch.manual_seed(0)
-    splits = load_splits(digits, seed=0)
+    splits = read_prepared(digits)
     model = PixelGAN(tiny_model_config(image=splits.image, prior=PriorConfig("categorical_gaussian", 10)))
-    rows = labelled_subset(splits.train[1].numpy(), LABELS, 10, TRAIN.seed)
-    images, labels = data_form(splits.train[0][rows], "bernoulli"), splits.train[1][rows]
+    rows = labelled_subset(splits.train.labels, LABELS, 10, TRAIN.seed)
+    images, labels = data_form(torch.from_numpy(splits.train.images[rows]), "bernoulli"), torch.from_numpy(splits.train.labels[rows])
     optimizer = build_optimizers(model, TRAIN).supervised
     assert optimizer is not None
     for _ in range(300):
@@ -50,9 +51,12 @@ def classifier(digits: Path) -> PixelGAN:
     return model.eval()
 
 
-def save_run(path: Path, model: PixelGAN, labels: int = LABELS) -> Path:
+def save_run(path: Path, model: PixelGAN, semi_supervised: bool = True) -> Path:
+    """A run folder as python -m pixelgan leaves it (its spec's data set and training parts)."""
     path.mkdir()
-    state = checkpoint_state(model, epoch=1, train_config=TRAIN, run={"data": "digits", "labels": labels, "limit": 0})
+    spec = {"dataset": dataclasses.asdict(DatasetConfig(name="digits", labels=LABELS)),
+            "train": dataclasses.asdict(dataclasses.replace(TRAIN, semi_supervised=semi_supervised))}
+    state = checkpoint_state(model, epoch=1, train_config=TRAIN, run={"spec": spec})
     save_checkpoint(path / "checkpoint.pt", state)
     return path
 
@@ -93,7 +97,7 @@ def test_renamed_categories_raise_the_head_error_and_leave_the_clusters_error(
 def test_a_run_without_labels_or_a_folder_without_a_checkpoint_is_refused(
     digits: Path, classifier: PixelGAN, tmp_path: Path
 ) -> None:
-    with pytest.raises(SystemExit, match=r"unlabelled was not trained with --labels"):
-        label_alignment.label_alignment(save_run(tmp_path / "unlabelled", classifier, labels=0), digits)
+    with pytest.raises(SystemExit, match=r"unlabelled was not trained semi-supervised"):
+        label_alignment.label_alignment(save_run(tmp_path / "unlabelled", classifier, semi_supervised=False), digits)
     with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
         label_alignment.label_alignment(tmp_path / "empty", digits)

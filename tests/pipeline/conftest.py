@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._config import REPO
+from pixelgan.params import REPO
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 

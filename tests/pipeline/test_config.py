@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline._config import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
+from pixelgan.params import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
 from pixelgan.config import ConfigError
 
 
@@ -17,7 +17,7 @@ def test_params_yaml_is_what_dvc_composes_from_conf(tmp_path: Path) -> None:
     composed = tmp_path / "params.yaml"
     compose_and_dump(composed, str(CONF_DIR), None, "config", str(tmp_path), [])
     assert PARAMS.read_text() == composed.read_text(), (
-        "params.yaml differs from conf/; regenerate it with `python -m pipeline._config`"
+        "params.yaml differs from conf/; regenerate it with `python -m pixelgan.params`"
     )
 
 

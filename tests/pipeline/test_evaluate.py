@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import classifier, evaluate
-from pipeline._config import load_params, run_params, train_spec
+from pixelgan.params import load_params, run_params, train_spec
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset

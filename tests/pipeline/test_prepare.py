@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline._config import REPO
+from pixelgan.params import REPO
 from pipeline.prepare import main
 from pixelgan.data.parquet import read_split
 
@@ -49,7 +49,7 @@ def test_dvc_repro_prepare_writes_mnist5k_and_digits(tmp_path: Path) -> None:
     assert train.images.shape == (4000, 1, 28, 28) and metadata["dataset"] == "mnist5k"
     assert "didn't change, skipping" in run(repo, "-m", "dvc", "repro", "prepare")
 
-    run(repo, "-m", "pipeline._config", "dataset=digits")  # what `dvc exp run -S dataset=digits` does
+    run(repo, "-m", "pixelgan.params", "dataset=digits")  # what `dvc exp run -S dataset=digits` does
     assert "prepared digits into data/digits" in run(repo, "-m", "dvc", "repro", "prepare")
     for split in ("train", "validation", "test"):
         data, metadata = read_split(repo / f"data/digits/{split}.parquet")

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline._config import load_params
+from pixelgan.params import load_params
 from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs, whole_checkpoint
 from pipeline.train import cores_needed
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline._config import REPO, load_params, run_params, train_spec
-from pipeline.train import FINISHED, datasets, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
-from pixelgan.checkpoint import model_from_checkpoint
+from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
+from pixelgan import __main__ as one_process
+from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback
+from pixelgan.evaluation import score_model
+from pixelgan.params import REPO, load_params, run_params, train_spec
+from pixelgan.run import datasets, read_splits
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
 
@@ -154,10 +157,38 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
 
 def test_every_worker_learns_the_labels_of_the_rows_its_seed_draws(digits: Path, tmp_path: Path) -> None:
     spec = train_spec(load_params(overrides(tmp_path, digits) + ["train.seed=3"]))
-    train, _, labelled = datasets(spec)
+    train, _, labelled = datasets(spec, read_splits(spec.paths, spec.dataset))
     rows = labelled_rows(train.labels.numpy(), spec.dataset, seed=3)
     assert labelled is not None and len(labelled) == spec.dataset.labels
     assert torch.equal(labelled.images, train.images[rows]) and torch.equal(labelled.labels, train.labels[rows])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+    """``python -m pixelgan`` and the Ray Train worker build and fit the same ``pixelgan.run.Run``:
+    from the same parameters and seed, the same curves, weights and scores. (The worker runs
+    torch on ``train.cpus_per_worker`` threads; the one process is given as many.)"""
+    same = overrides(tmp_path, digits) + ["train.num_workers=1", "eval.posterior_draws=2"]
+    assert main(same) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert one_process.main(["--out", str(tmp_path / "one"), *same]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    on_ray, alone = torch.load(tmp_path / "models/train.pt", weights_only=True), load_checkpoint(tmp_path / "one/checkpoint.pt")
+    assert [epoch["epoch"] for epoch in on_ray["history"]] == [epoch["epoch"] for epoch in alone["history"]] == [1, 2]
+    for ray_epoch, one_epoch in zip(on_ray["history"], alone["history"]):
+        for name in METRICS - {"epoch_time_s"}:
+            assert one_epoch[name] == pytest.approx(ray_epoch[name], rel=1e-6, abs=1e-9), name
+    for name, tensor in on_ray["model"].items():
+        torch.testing.assert_close(alone["model"][name], tensor, msg=name)
+    spec = train_spec(load_params(same))
+    splits = read_splits(spec.paths, spec.dataset)
+    ray_scores = score_model(model_from_checkpoint(on_ray).eval(), splits.validation, splits.test, draws=2,
+                             semi_supervised=True, seed=0)
+    assert json.loads((tmp_path / "one/metrics.json").read_text())["scores"] == pytest.approx(ray_scores)
 
 
 def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digits: Path, tmp_path: Path) -> None:

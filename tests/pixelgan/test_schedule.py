@@ -39,9 +39,11 @@ def test_each_phase_gets_its_own_rate_times_the_epochs_share() -> None:
 
 @pytest.mark.slow
 def test_a_run_stopped_and_resumed_ends_at_the_last_epochs_rates(tmp_path: Path) -> None:
-    assert cli_run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine", "--time-limit", "1e-9") == 0
-    assert cli_run(tmp_path, "--epochs", "3", "--lr-schedule", "cosine") == 0
-    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    run, data = tmp_path / "run", tmp_path / "data"
+    assert cli_run(run, data, "train.epochs=3", "train.lr_schedule=cosine", time_limit=1e-9) == 0
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1
+    assert cli_run(run, data, "train.epochs=3", "train.lr_schedule=cosine") == 0
+    state = load_checkpoint(run / "checkpoint.pt")
     rate = state["optimizers"]["reconstruction"]["param_groups"][0]["lr"]
     assert math.isclose(rate, state["train_config"]["lr_reconstruction"] * lr_factor("cosine", 3, 3))
-    assert cli_run(tmp_path, "--epochs", "3") == 2, "a constant-rate run cannot take over a cosine one"
+    assert cli_run(run, data, "train.epochs=3") == 2, "a constant-rate run cannot take over a cosine one"

@@ -4,7 +4,7 @@ DVC composes `conf/` into `params.yaml` on `dvc exp run` (its Hydra option is on
 `.dvc/config`), so `dvc exp run -S prior=gaussian` works; `dvc repro` reads `params.yaml` as
 it stands. A stage run without arguments therefore reads `params.yaml`; given Hydra
 overrides (`python -m pipeline.train prior=gaussian prior.dim=8`) it composes `conf/` with
-them, as DVC would. `python -m pipeline._config` rewrites `params.yaml` from `conf/`, and a
+them, as DVC would. `python -m pixelgan.params` rewrites `params.yaml` from `conf/`, and a
 test fails when the two disagree. YAML stops here: the stages get `pixelgan` dataclasses.
 """
 
@@ -57,7 +57,7 @@ def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
     if overrides:
         return yaml.safe_load(compose_yaml(overrides))
     if not PARAMS.is_file():
-        raise ConfigError(f"{PARAMS}: missing; write it with `python -m pipeline._config`")
+        raise ConfigError(f"{PARAMS}: missing; write it with `python -m pixelgan.params`")
     return yaml.safe_load(PARAMS.read_text())
 
 

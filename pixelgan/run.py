@@ -1,0 +1,139 @@
+"""One training run, built the same way in one process and in every Ray Train worker.
+
+``python -m pixelgan`` and the Ray Train worker (``pipeline/train.py``) both build a ``Run``
+from a ``TrainSpec`` and the prepared splits and call ``Run.fit``; only their callbacks
+differ (a checkpoint file and a time limit in one process, reports to Ray Train in a
+worker) and, in a worker, each part's DistributedDataParallel wrapper. Everything that
+decides the numbers is here, once: the initial weights (seeded alike on every worker), each
+worker's own noise, the labelled rows of the run's seed, each epoch's permutation (a
+DistributedSampler, of one replica in one process) and the batches. So one process and a
+one-worker Ray job train the same model from the same spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from pixelgan.checkpoint import resume, set_rng_state
+from pixelgan.config import ConfigError, DatasetConfig, ImageConfig
+from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import read_split
+from pixelgan.data.splits import Split, labelled_rows
+from pixelgan.engine import Callback, PrintProgress, fit
+from pixelgan.model import PixelGAN
+from pixelgan.objective import build_optimizers
+from pixelgan.params import Paths, TrainSpec
+from pixelgan.schedule import LearningRateSchedule
+from pixelgan.speed import accelerated, resolve
+
+VALIDATION_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The prepared splits of one data set (uint8 images [N, C, H, W], labels)."""
+
+    train: Split
+    validation: Split
+    test: Split
+
+    @property
+    def image(self) -> ImageConfig:
+        return ImageConfig(*self.train.images.shape[1:])
+
+
+def read_prepared(folder: Path) -> Splits:
+    """The prepare stage's Parquet splits in ``folder`` (data/mnist, say)."""
+    return Splits(*(read_split(folder / f"{name}.parquet")[0] for name in ("train", "validation", "test")))
+
+
+def read_splits(paths: Paths, dataset: DatasetConfig) -> Splits:
+    """The prepared splits of ``dataset`` under ``paths.data``."""
+    return read_prepared(Path(paths.data) / dataset.name)
+
+
+def datasets(spec: TrainSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
+    """Training, validation, and (semi-supervised runs) the labelled rows of the training split,
+    drawn by the run's seed, the same on every worker."""
+    train, validation = splits.train, splits.validation
+    likelihood = spec.model.decoder.likelihood
+
+    def dataset(images: Any, labels: Any, binarize: str, **moves: float) -> ImageDataset:
+        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize, **moves)
+
+    labelled = None
+    if spec.train.semi_supervised:
+        rows = labelled_rows(train.labels, spec.dataset, spec.train.seed)
+        labelled = dataset(train.images[rows], train.labels[rows], spec.train.binarize,
+                           shift=spec.train.label_shift, rotation=spec.train.label_rotation)
+    return (
+        dataset(train.images, train.labels, spec.train.binarize),
+        dataset(validation.images, validation.labels, "threshold"),
+        labelled,
+    )
+
+
+class SetSamplerEpoch(Callback):
+    """A new permutation every epoch (DistributedSampler shuffles by seed + epoch)."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+
+class Run:
+    """The model, optimizers and batches of ``spec`` for worker ``rank`` of ``world``
+    (0 of 1 in one process); ``resume`` then ``fit`` train it."""
+
+    def __init__(self, spec: TrainSpec, splits: Splits, device: torch.device, rank: int = 0, world: int = 1) -> None:
+        batch_size = spec.train.batch_size // world
+        if len(splits.train) < spec.train.batch_size:
+            raise ConfigError(f"train.batch_size={spec.train.batch_size} is more than the "
+                              f"{len(splits.train)} training images of {spec.dataset.name}")
+        self.spec, self.device, self.rank = spec, device, rank
+        self.speed = resolve(spec.train, device)  # here, not in a driver: a cluster can mix machine kinds
+        torch.manual_seed(spec.train.seed)  # the same initial weights on every worker
+        self.model = PixelGAN(spec.model).to(device)
+        self.optimizers = build_optimizers(self.model, spec.train)
+        torch.manual_seed(spec.train.seed * 1000 + rank)  # each worker its own noise and draws
+        self.start_epoch, self.history = 0, []
+
+        train_set, validation_set, labelled_set = datasets(spec, splits)
+        self.sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                          seed=spec.train.seed, drop_last=True)
+        self.train_batches = DataLoader(train_set, batch_size=batch_size, sampler=self.sampler, drop_last=True)
+        self.labelled_batches = None
+        if labelled_set is not None:  # every worker draws its own labelled batches from all labelled rows
+            self.labelled_batches = DataLoader(labelled_set, batch_size=min(batch_size, len(labelled_set)),
+                                               shuffle=True, drop_last=True)
+        shard = Subset(validation_set, range(rank, len(validation_set), world))
+        self.validation_batches = DataLoader(shard, batch_size=VALIDATION_BATCH)
+
+    def resume(self, state: dict[str, Any], own_rng: dict[str, Any] | None = None) -> None:
+        """Go on from a checkpoint: weights, optimizers, epochs and curves; the random state
+        ``own_rng`` of this worker where the checkpoint has one for it, else the state's."""
+        self.start_epoch, self.history = resume(state, self.model, self.optimizers), list(state["history"])
+        if own_rng is not None:
+            set_rng_state(own_rng)
+
+    def fit(self, callbacks: Sequence[Callback] = (), wrap: Callable[[nn.Module], nn.Module] | None = None) -> dict[str, float]:
+        """Train the remaining epochs; ``wrap`` each part first (DDP in a Ray worker)."""
+        model = self.model.with_parts(wrap) if wrap is not None else self.model
+        own: list[Callback] = [SetSamplerEpoch(self.sampler), LearningRateSchedule(self.optimizers, self.spec.train)]
+        if self.rank == 0:
+            own.append(PrintProgress(self.spec.train.epochs))
+        return fit(
+            accelerated(model, self.speed, self.device), self.optimizers, self.train_batches,
+            epochs=self.spec.train.epochs, start_epoch=self.start_epoch, val_batches=self.validation_batches,
+            labelled_batches=self.labelled_batches, callbacks=[*own, *callbacks], device=self.device,
+            gradient_penalty=self.spec.train.gradient_penalty,
+        )
