@@ -122,7 +122,7 @@ class Trial:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--profile", default="cpu", help="conf/model/<profile>.yaml")
+    parser.add_argument("--profile", default="cpu", help="cpu: params.yaml's model; any other: conf/ composed with +experiment=<profile>")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30, help="steps before timing; the loss is their last 5's mean")
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds; a mode's step time is the median")

@@ -28,6 +28,7 @@ resuming a finished run by accident.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -228,24 +229,37 @@ def driver_in_ray(params: dict[str, Any]) -> dict[str, Any]:
     return with_overrides(params, {"train.cpus_per_worker": float(params["train"]["cpus_per_worker"]) - DRIVER_CPU / workers})
 
 
+def column_output(name: str, spec: TrainSpec) -> str:
+    """Where ``--run NAME`` writes: runs/<name>-seed<seed> (the paper column's model files)."""
+    return f"runs/{name}-seed{spec.train.seed}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
-    model in ``runs`` (the runs stage), as many at once as the cluster has room for."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    every_run = "--runs" in args
+    model in ``runs`` (the runs stage), as many at once as the cluster has room for; with
+    ``--run NAME``, that one model of ``runs``, as runs/<NAME>-seed<train.seed> (a stage of the
+    paper column, paper/dvc.yaml, one per run and seed)."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=main.__doc__)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--runs", action="store_true", help="every model in runs, at once")
+    which.add_argument("--run", metavar="NAME", help="one model in runs")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        params = load_params([arg for arg in args if arg != "--runs"])
-        if every_run:
+        params = load_params(args.overrides)
+        if args.runs:
             runs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
+        elif args.run:
+            spec = train_spec(run_params(params, args.run))
         else:
             spec = train_spec(params)
     except (ConfigError, DataFormatError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
-    if every_run:
+    if args.runs:
         train_concurrently(runs)
     else:
-        train(spec, "train")
+        train(spec, column_output(args.run, spec) if args.run else "train")
     return 0
 
 

@@ -2,14 +2,19 @@
 
 DVC composes `conf/` into `params.yaml` on `dvc exp run` (its Hydra option is on in
 `.dvc/config`), so `dvc exp run -S prior=gaussian` works; `dvc repro` reads `params.yaml` as
-it stands. A stage run without arguments therefore reads `params.yaml`; given Hydra
-overrides (`python -m pipeline.train prior=gaussian prior.dim=8`) it composes `conf/` with
-them, as DVC would. `python -m pixelgan.params` rewrites `params.yaml` from `conf/`, and a
-test fails when the two disagree. YAML stops here: the stages get `pixelgan` dataclasses.
+it stands. A stage run without arguments therefore reads the `params.yaml` of its working
+directory (a pipeline's own: DVC runs a stage where its dvc.yaml is, so `paper/dvc.yaml`'s
+stages read `paper/params.yaml`). Dotted overrides (`train.seed=1`) are laid over that file;
+an override that chooses a config group (`prior=gaussian`, `+experiment=paper`) composes
+`conf/` with Hydra instead, as DVC would. So a machine without Hydra runs everything but
+group choices. `python -m pixelgan.params [--out FILE] [OVERRIDE ...]` writes a params file
+from `conf/`; tests fail when a committed one disagrees. YAML stops here: the stages get
+`pixelgan` dataclasses.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import sys
@@ -30,6 +35,7 @@ from pixelgan.config import (
     from_dict,
 )
 from pixelgan.data.parquet import read_metadata
+from pixelgan.io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -52,13 +58,39 @@ def compose_yaml(overrides: Sequence[str] = ()) -> str:
     return OmegaConf.to_yaml(config)
 
 
+def chooses_a_group(override: str) -> bool:
+    """Whether an override needs Hydra: a group choice (``prior=gaussian``), an addition
+    (``+experiment=paper``) or a deletion (``~runs.aae``), not a dotted ``key=value``."""
+    key = override.partition("=")[0]
+    return override.startswith(("+", "~")) or "." not in key
+
+
+def _value(text: str) -> Any:
+    """A dotted override's value as YAML reads it, with ``1e-9`` a number as Hydra reads it."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The run's parameters: params.yaml as it stands, or conf/ composed with overrides."""
-    if overrides:
+    """The run's parameters: ./params.yaml with dotted overrides laid over it, or, when an
+    override chooses a group, conf/ composed with all of them."""
+    if any(chooses_a_group(override) for override in overrides):
         return yaml.safe_load(compose_yaml(overrides))
-    if not PARAMS.is_file():
-        raise ConfigError(f"{PARAMS}: missing; write it with `python -m pixelgan.params`")
-    return yaml.safe_load(PARAMS.read_text())
+    path = Path("params.yaml")
+    if not path.is_file():
+        raise ConfigError(f"{path.resolve()}: missing; write it with `python -m pixelgan.params`")
+    changes = {}
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        if not equals:
+            raise ConfigError(f"override {override!r}: expected key=value, e.g. train.seed=1")
+        changes[key] = _value(text)
+    return with_overrides(yaml.safe_load(path.read_text()), changes)
 
 
 def dataset_config(params: dict[str, Any]) -> DatasetConfig:
@@ -211,6 +243,21 @@ def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
     return with_overrides(params, _dotted(changes), f"runs.{name}")
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pixelgan.params", description="Write a params file composed from conf/.")
+    parser.add_argument("--out", type=Path, default=PARAMS, help="default: the repository's params.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. +experiment=paper_column")
+    args = parser.parse_args(argv)
+    try:
+        text = compose_yaml(args.overrides)
+    except ConfigError as error:
+        print(f"params: error: {error}", file=sys.stderr)
+        return 2
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(text)
+    print(f"wrote {args.out} from {CONF_DIR}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
+    return 0
+
+
 if __name__ == "__main__":
-    PARAMS.write_text(compose_yaml(sys.argv[1:]))
-    print(f"wrote {PARAMS} from {CONF_DIR}" + (f" with {' '.join(sys.argv[1:])}" if sys.argv[1:] else ""))
+    sys.exit(main())

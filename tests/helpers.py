@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from pixelgan.config import (
@@ -14,6 +18,7 @@ from pixelgan.config import (
     PriorConfig,
 )
 from pixelgan.__main__ import main
+from pixelgan.params import REPO
 
 
 # The same shrunk model as `conf/` overrides, for the pipeline's stages.
@@ -55,3 +60,23 @@ def cli_run(out: Path, data: Path, *overrides: str, time_limit: float = 0) -> in
     small = ["eval.posterior_draws=2", "eval.figure_rows=2", "eval.figure_columns=2"]
     limit = ["--time-limit", str(time_limit)] if time_limit else []
     return main(["--out", str(out), *limit, *digits, *TINY_MODEL_OVERRIDES, *small, *overrides])
+
+
+def repo_copy(destination: Path) -> Path:
+    """The repository's files as a fresh clone would have them (tracked or not ignored)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    return destination
+
+
+def run(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

@@ -47,3 +47,18 @@ def test_a_run_lays_its_changes_over_the_other_parameters() -> None:
     params["runs"]["typo"] = {"model": {"decoder": {"colour": 3}}}
     with pytest.raises(ConfigError, match="runs.typo: model.decoder.colour is not a parameter"):
         run_params(params, "typo")
+
+
+def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_hydra(overrides: object) -> str:
+        raise AssertionError("Hydra composed conf/ for dotted overrides")
+
+    monkeypatch.setattr("pixelgan.params.compose_yaml", no_hydra)
+    params = load_params(["train.seed=3", "train.lr_generator=1e-5", "model.encoder.channels=[8,16]", "train.compile=true"])
+    assert params["train"]["seed"] == 3 and params["train"]["lr_generator"] == 1e-5, "1e-5 is a number, as Hydra reads it"
+    assert params["model"]["encoder"]["channels"] == [8, 16] and params["train"]["compile"] is True
+    assert params["dataset"] == yaml.safe_load(PARAMS.read_text())["dataset"], "the rest is params.yaml's"
+    with pytest.raises(ConfigError, match="train.sed is not a parameter"):
+        load_params(["train.sed=3"])
+    with pytest.raises(AssertionError, match="Hydra composed"):
+        load_params(["prior=gaussian"])  # a group choice needs conf/

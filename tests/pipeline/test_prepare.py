@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pixelgan.params import REPO
 from pipeline.prepare import main
 from pixelgan.data.parquet import read_split
+from tests.helpers import repo_copy, run
 
 
 def test_an_unknown_data_set_fails_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dataset.name=cifar"]) == 2
     assert "dataset.name='cifar' is not one of" in capsys.readouterr().err
-
-
-def repo_copy(destination: Path) -> Path:
-    """The repository's files as a fresh clone would have them (tracked or not ignored)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in files:
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
-    return destination
-
-
-def run(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 @pytest.mark.slow
