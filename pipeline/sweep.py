@@ -2,7 +2,7 @@
 
     python -m pipeline.sweep                                   # params.yaml (conf/sweep/)
     python -m pipeline.sweep sweep.gaussian=[2,5,10] sweep.scheduler=asha
-    tensorboard --logdir runs/sweep                            # every trial's curves
+    tensorboard --logdir runs                                  # every trial's curves
 
 The Tuner runs a driver function per trial that builds and fits the train stage's
 TorchTrainer (``pipeline.train.fit_on_ray``) with Ray Tune's ``TuneReportCallback``, the
@@ -15,16 +15,17 @@ Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its param
 final metrics, checkpoint path, relative to the project, and wall time), results/best.json
 (the best trial of each prior by ``sweep.metric``) and results/sweep.png (validation NLL
 against latent size). A sweep killed half-way, run again, keeps its finished trials and
-resumes the rest. Each trial's Train run is named by the sweep and its settings
-(``trial_run_name``), not by Tune's trial id, so this holds even when the kill fell while
-Tune was copying its saved state to ``runs/`` (a background copy that Ray warns an
-ungraceful exit can leave half-written): Tune then starts the experiment afresh, and its
-new trials find their runs.
+resumes the rest: each trial's Train run is named by the sweep and its settings
+(``trial_run_name``), not by Tune's trial id, and the Tune experiment by a digest of its
+trials (``experiment_name``), so a new Tuner's trials find their runs, and a changed grid
+never resumes the old one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import pickle
 import shutil
 import sys
@@ -160,8 +161,18 @@ def _trial_dirname(trial: Any) -> str:
     return "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items()) + f"-{trial.trial_id}"
 
 
+def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
+    """The Tune experiment of this search: the sweep's name and a digest of its trials and of
+    how they are searched. A changed grid is another experiment, never a resumed one."""
+    searched = {"runs": [trial_run_name(sweep, spec) for spec in specs], "points": sweep.points(),
+                "how": [sweep.scheduler, sweep.grace_period, sweep.reduction_factor, sweep.metric, sweep.mode]}
+    return f"{sweep.name}-{hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]}"
+
+
 def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callbacks: list[Any]) -> Any:
-    """A new Tuner, or the interrupted one at ``storage/sweep.name`` restored."""
+    """A Tuner over the trials, with ``callbacks``. It is always new: a killed sweep run again
+    resumes through its trials' Train runs (each finds its own by name, finished or not), so
+    Tune's saved state, and Tuner.restore (which drops callbacks), are not needed."""
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -170,11 +181,6 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
     trials = [{"spec": spec.to_dict(), "point": point, "run": trial_run_name(sweep, spec)}
               for spec, point in zip(specs, sweep.points())]
     param_space = {"trial": tune.grid_search(trials)}
-    experiment = storage / sweep.name
-    if tune.Tuner.can_restore(str(experiment)):
-        return tune.Tuner.restore(
-            str(experiment), trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
-        )
     room = max(1, int(ray.cluster_resources().get("CPU", 1) / cores_needed(specs[0]) + 1e-6))
     scheduler = None
     if sweep.scheduler == "asha":
@@ -189,7 +195,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
             metric=sweep.metric, mode=sweep.mode, scheduler=scheduler,
             max_concurrent_trials=room, trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(name=sweep.name, storage_path=str(storage), callbacks=callbacks),
+        run_config=tune.RunConfig(name=experiment_name(sweep, specs), storage_path=str(storage), callbacks=callbacks),
     )
 
 
@@ -274,7 +280,7 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
     specs = trial_specs(params, sweep)
     paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
     storage = Path(paths.runs)
-    experiment = storage / sweep.name
+    experiment = storage / experiment_name(sweep, specs)
     if (experiment / FINISHED).exists():  # a finished sweep is never resumed: this is a new one
         shutil.rmtree(experiment)
         for spec in specs:

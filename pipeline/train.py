@@ -109,11 +109,17 @@ def train_worker(config: dict[str, Any]) -> None:
     run.fit([report, *config.get("callbacks", [])], wrap=ddp)
 
 
+# What decides a run besides its spec: the code's way of drawing its labelled rows. Changing
+# it (they were the prepare stage's, the same for every seed, until commit f95ccbd) renames
+# every run, so an unfinished run never resumes under another way.
+RUN_FORMAT = {"labels_drawn_by": "seed"}
+
+
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
     digest of its settings: run again, the same spec finds (and resumes) its run, and a
     changed one never picks up another's checkpoints."""
-    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(dict(spec.to_dict(), **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 

@@ -112,8 +112,9 @@ class Scaling:
             raise ConfigError(f"train.num_workers={self.num_workers} must be >= 1")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"train.cpus_per_worker={self.cpus_per_worker} must be > 0")
-        if self.use_gpu and self.gpus_per_worker <= 0:
-            raise ConfigError("train.use_gpu=true needs train.gpus_per_worker > 0")
+        if self.use_gpu and (self.gpus_per_worker < 1 or self.gpus_per_worker != int(self.gpus_per_worker)):
+            raise ConfigError(f"train.gpus_per_worker={self.gpus_per_worker}: with train.use_gpu=true each worker "
+                              "needs whole GPUs (1, 2, ...); NCCL refuses two workers on one GPU")
         if self.max_failures < -1:
             raise ConfigError(f"train.max_failures={self.max_failures} must be >= -1 (-1: no limit)")
 

@@ -81,7 +81,6 @@ def make_splits(raw: RawData, config: DatasetConfig) -> dict[str, Split]:
             rows, raw.train_labels[rows], config.validation_size, config.seed + 1, "dataset.validation_size"
         )
     train_labels = raw.train_labels[rows]
-    labelled_subset(train_labels, config.labels, raw.classes, config.seed)  # refuses, here, a count the split cannot supply
     return {
         "train": Split(raw.train_images[rows], train_labels, rows),
         "validation": Split(raw.train_images[validation_rows], raw.train_labels[validation_rows], validation_rows),

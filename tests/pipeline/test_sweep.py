@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from pixelgan.params import load_params
-from pipeline.sweep import SweepConfig, project_relative, run_sweep, trial_specs, whole_checkpoint
+from pipeline.sweep import (
+    SweepConfig,
+    experiment_name,
+    project_relative,
+    run_sweep,
+    trial_run_name,
+    trial_specs,
+    whole_checkpoint,
+)
 from pipeline.train import cores_needed
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
@@ -133,14 +142,23 @@ def test_checkpoint_paths_are_recorded_relative_to_the_project(tmp_path: Path, m
     assert project_relative(None) is None
 
 
+def experiments(runs: Path) -> set[Path]:
+    """The Tune experiments under ``runs`` (sweep-<digest>), not the trials' Train runs."""
+    return {path for path in runs.iterdir() if re.fullmatch(r"sweep-[0-9a-f]{10}", path.name)}
+
+
 def killed_sweep(root: str, data: str) -> None:
-    kill = KillAfterFirstTrial(Path(root) / "killed-after", Path(root) / "runs/sweep")
-    run_sweep(sweep_params(Path(root), Path(data)), callbacks=[kill])
+    params = sweep_params(Path(root), Path(data))
+    sweep = from_dict(SweepConfig, params["sweep"])
+    experiment = Path(root) / "runs" / experiment_name(sweep, trial_specs(params, sweep))
+    run_sweep(params, callbacks=[KillAfterFirstTrial(Path(root) / "killed-after", experiment)])
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_sweep_killed_half_way_keeps_its_finished_trial_even_with_tunes_state_lost(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_only_shared_runs(
+    ray_cluster: Cluster, digits: Path, tmp_path: Path
+) -> None:
     code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r})"
     env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0")  # save the sweep's state every step
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -148,17 +166,20 @@ def test_a_sweep_killed_half_way_keeps_its_finished_trial_even_with_tunes_state_
     finished = {path: path.read_bytes() for path in (tmp_path / "runs").glob("*/epoch-0001/checkpoint.pt")
                 if whole_checkpoint(path) is not None}
     assert finished, "killed before any trial finished"
-    for state in (tmp_path / "runs/sweep").glob("experiment_state-*.json"):
-        state.write_text("")  # as a kill during Tune's background copy to storage can leave it
-    killed_trials = {path.name for path in (tmp_path / "runs/sweep").iterdir() if path.is_dir()}
+    (killed,) = experiments(tmp_path / "runs")
 
-    rows = run_sweep(sweep_params(tmp_path, digits))
+    changed = sweep_params(tmp_path, digits, "sweep.gaussian=[2,5]")  # gaussian 3 out, gaussian 5 in
+    rows = run_sweep(changed)
 
+    sweep = from_dict(SweepConfig, changed["sweep"])
+    kept = {trial_run_name(sweep, spec) for spec in trial_specs(changed, sweep)}
+    shared = {path for path in finished if path.parents[1].name in kept}
     reported = {Path(row["checkpoint"]).resolve() / "checkpoint.pt" for row in rows}
-    assert {path.resolve() for path in finished} <= reported, "a finished trial was trained again, elsewhere"
-    assert all(path.read_bytes() == saved for path, saved in finished.items()), "a finished trial was trained again"
-    assert not killed_trials & {row["trial"] for row in rows}, "Tune restored the sweep: the lost state was not lost"
-    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 6), ("gaussian", 2), ("gaussian", 3)]
+    assert {path.resolve() for path in shared} <= reported, "a finished trial of a shared point was trained again, elsewhere"
+    assert all(path.read_bytes() == finished[path] for path in shared), "a finished trial of a shared point was trained again"
+    assert not {path.resolve() for path in finished if path not in shared} & reported, "a point of the old grid was reported"
+    assert experiments(tmp_path / "runs") - {killed}, "the changed grid is an experiment of its own"
+    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 6), ("gaussian", 2), ("gaussian", 5)]
     assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
     table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()
     assert [(r["prior"], r["dim"]) for r in table] == [(r["prior"], r["dim"]) for r in rows]
@@ -168,5 +189,5 @@ def test_a_sweep_killed_half_way_keeps_its_finished_trial_even_with_tunes_state_
     assert best["gaussian"]["val_nll"] == min(r["val_nll"] for r in rows if r["prior"] == "gaussian")
     assert (tmp_path / "results/sweep.png").stat().st_size > 0
     for row in rows:
-        trial = tmp_path / "runs/sweep" / row["trial"]
+        (trial,) = (tmp_path / "runs").glob(f"sweep-*/{row['trial']}")
         assert list(trial.glob("events.out.tfevents*")), f"no TensorBoard events in {trial.name}"

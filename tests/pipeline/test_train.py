@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.train import FINISHED, driver_in_ray, final_state, fit_on_ray, main, startable, write_outputs
+from pipeline.train import FINISHED, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
@@ -57,6 +58,8 @@ def overrides(root: Path, data: Path) -> list[str]:
         ("train.batch_size=63", "train.batch_size=63 must split evenly over train.num_workers=2"),
         ("prior.dim=30", "train.semi_supervised needs a prior with one category per class"),
         ("dataset.labels=0", "train.semi_supervised needs labelled images: dataset.labels=0"),
+        ("train.use_gpu=true", "train.gpus_per_worker=0: with train.use_gpu=true each worker needs whole GPUs"),
+        ("train.use_gpu=true train.gpus_per_worker=0.5", "NCCL refuses two workers on one GPU"),
     ],
 )
 def test_bad_values_fail_before_any_worker_starts(
@@ -67,7 +70,7 @@ def test_bad_values_fail_before_any_worker_starts(
         raise AssertionError("a Ray job was started")
 
     monkeypatch.setattr("pipeline.train.fit_on_ray", no_job)
-    assert main(overrides(tmp_path, digits) + [override]) == 2
+    assert main(overrides(tmp_path, digits) + override.split()) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
@@ -189,6 +192,14 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
     ray_scores = score_model(model_from_checkpoint(on_ray).eval(), splits.validation, splits.test, draws=2,
                              semi_supervised=True, seed=0)
     assert json.loads((tmp_path / "one/metrics.json").read_text())["scores"] == pytest.approx(ray_scores)
+
+
+def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Path, tmp_path: Path) -> None:
+    """Such a run was named by the digest of its spec alone; the name now differs, so a killed
+    run from then starts afresh rather than going on with other labelled rows."""
+    spec = train_spec(load_params(overrides(tmp_path, digits)))
+    then = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    assert run_name(spec).startswith("train-digits-categorical_gaussian-10-") and not run_name(spec).endswith(then)
 
 
 def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digits: Path, tmp_path: Path) -> None:

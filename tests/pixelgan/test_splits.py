@@ -60,7 +60,8 @@ def test_label_counts_that_the_split_cannot_supply_fail_naming_the_option() -> N
     with pytest.raises(ConfigError, match=r"dataset\.labels=105 must be a multiple of the 10 classes"):
         DatasetConfig(labels=105)
     with pytest.raises(ConfigError, match=r"dataset\.labels=1000 needs 100 labelled images of each class, but the training images have only 70"):
-        make_splits(raw(), DatasetConfig(validation_size=100, test_size=200, labels=1000))
+        labelled_rows(make_splits(raw(), DatasetConfig(validation_size=100, test_size=200))["train"].labels,
+                      DatasetConfig(labels=1000), seed=0)
     with pytest.raises(ConfigError, match=r"dataset\.test_size=1000 leaves no training images"):
         make_splits(raw(), DatasetConfig(test_size=1000))
     with pytest.raises(ConfigError, match=r"dataset\.name='cifar'"):
