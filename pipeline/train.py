@@ -81,6 +81,21 @@ class ReportToRay(EpochCheckpoints):
             )
 
 
+class TensorBoardCurves(Callback):
+    """Each epoch's metrics as TensorBoard scalars in ``folder``, flushed as the epoch ends, so
+    a long run is watched while it trains (``tensorboard --logdir runs``)."""
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(folder))
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(name, value, epoch)
+        self.writer.flush()
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """The per-worker training function that Ray Train runs in every worker: the library's
     ``Run``, each part in DistributedDataParallel, resumed from Ray's latest checkpoint."""
@@ -105,8 +120,10 @@ def train_worker(config: dict[str, Any]) -> None:
         unused = isinstance(part, Encoder) and spec.model.prior.kind == "categorical_gaussian"
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
-    report = ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)
-    run.fit([report, *config.get("callbacks", [])], wrap=ddp)
+    callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)]
+    if rank == 0:
+        callbacks.append(TensorBoardCurves(Path(spec.paths.runs) / config["run"] / "tensorboard"))
+    run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
 
 
 # What decides a run besides its spec: the code's way of drawing its labelled rows. Changing
@@ -139,7 +156,7 @@ def fit_on_ray(
         resources["GPU"] = spec.scaling.gpus_per_worker
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"spec": spec.to_dict(), "callbacks": list(worker_callbacks)},
+        train_loop_config={"spec": spec.to_dict(), "run": name, "callbacks": list(worker_callbacks)},
         scaling_config=ScalingConfig(
             num_workers=spec.scaling.num_workers, use_gpu=spec.scaling.use_gpu, resources_per_worker=resources
         ),

@@ -96,6 +96,11 @@ def test_a_two_worker_run_reports_every_metric_and_a_loadable_model(finished_run
     assert [row["epoch"] for row in curves] == [1, 2] and all(METRICS <= set(row) for row in curves)
     (run,) = (finished_run / "runs").iterdir()
     assert (run / FINISHED).exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert METRICS <= set(logged.Tags()["scalars"]), "every metric, as TensorBoard shows it while the run trains"
+    assert [event.step for event in logged.Scalars("val_nll")] == [1, 2]
 
 
 @pytest.mark.ray
