@@ -14,7 +14,9 @@ the classifier stage's CNN and the sweep's table, and writes:
 - results/eval/*.png (`dvc plots show`): samples of every model, one row per category for a
   categorical prior (Figure 4) with reconstructions, the global/local grid of a Gaussian
   prior, and the Figure 2 comparison (PixelGAN | plain PixelCNN | AAE) when the runs hold
-  those three models; results/eval/sweep.md, the sweep's metrics as a table.
+  those three models;
+- results/sweep.md, the sweep's metrics as a table (beside, not among, the plots: DVC plots
+  only images and data files).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         panels = [figures[gaussian]["global_local"], figures[pixelcnn]["samples"], figures[aae]["samples"]]
         figure_2(panels, config.figure_columns, out / "figure2.png")
     if (Path(paths.results) / "sweep.parquet").is_file():
-        sweep_table(Path(paths.results), out)
+        sweep_table(Path(paths.results), Path(paths.results))
     if seeds := over_seeds(specs, metrics):
         metrics["over_seeds"] = seeds
     metrics["wall_time_s"] = time.perf_counter() - started

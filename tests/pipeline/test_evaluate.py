@@ -94,7 +94,7 @@ def test_the_stages_write_every_metric_and_figure(stage_root: tuple[Path, list[s
         "figure2.png",
     }
     assert all((root / "results" / "eval" / name).read_bytes().startswith(PNG) for name in figures)
-    table = (root / "results" / "eval" / "sweep.md").read_text().splitlines()
+    table = (root / "results" / "sweep.md").read_text().splitlines()
     assert table[0].startswith("| prior | dim") and len(table) == 4
 
 
