@@ -4,20 +4,24 @@
     python -m pipeline.prepare dataset=digits           # Hydra overrides compose conf/
 
 Writes <paths.data>/<name>/{train,validation,test}.parquet, summary.json and examples.png;
-raw downloads go to <paths.data>/raw/<name>/.
+raw downloads go to <paths.data>/raw/<name>/. The summary and the examples are also written
+where a clone finds them without the data (committed, not cached): <paths.metrics>/data/<name>.json
+(``dvc metrics show``) and <paths.results>/data/<name>-examples.png (``dvc plots show``).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from pixelgan.params import Paths, dataset_config, load_params
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError
+from pixelgan.io import atomic_path, write_json
+from pixelgan.params import Paths, dataset_config, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(sys.argv[1:] if argv is None else argv)
         config = dataset_config(params)
-        data = Path(from_dict(Paths, params.get("paths"), "paths.").data)
+        paths = from_dict(Paths, params.get("paths"), "paths.")
+        data = Path(paths.data)
         out_dir = data / config.name
         summary = prepare_dataset(config, out_dir, data / "raw" / config.name)
+        write_json(Path(paths.metrics) / "data" / f"{config.name}.json", summary)
+        with atomic_path(Path(paths.results) / "data" / f"{config.name}-examples.png") as tmp:
+            shutil.copyfile(out_dir / "examples.png", tmp)
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"prepare: error: {error}", file=sys.stderr)
         return 2

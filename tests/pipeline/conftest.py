@@ -106,3 +106,36 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data")
     prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), data / "digits", data / "raw")
     return data
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str  # http://127.0.0.1:<port>
+    bucket: str
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto in server mode) on 127.0.0.1 with one empty bucket;
+    this process and its subprocesses get its throwaway credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    previous = {name: os.environ.get(name) for name in credentials}
+    os.environ.update(credentials)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        import boto3
+
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="pixelgan")
+        yield S3Server(endpoint, "pixelgan")
+    finally:
+        server.stop()
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

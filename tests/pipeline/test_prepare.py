@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,5 @@ def test_dvc_repro_prepare_writes_mnist5k_and_digits(tmp_path: Path) -> None:
         data, metadata = read_split(repo / f"data/digits/{split}.parquet")
         assert data.images.shape[1:] == (1, 8, 8) and metadata["split"] == split
     assert (repo / "data/digits/summary.json").is_file() and (repo / "data/digits/examples.png").is_file()
+    assert json.loads((repo / "metrics/data/digits.json").read_text())["splits"]["test"]["count"] == 180
+    assert (repo / "results/data/digits-examples.png").read_bytes() == (repo / "data/digits/examples.png").read_bytes()
