@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from pixelgan.params import Paths, dataset_config, eval_config, load_params
 from pixelgan.classifier import Classifier, predict, train_classifier
 from pixelgan.config import ConfigError, DecoderConfig, from_dict
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
 from pixelgan.io import atomic_path, write_json
+from pixelgan.params import Paths, dataset_config, eval_config, load_params
 
 
 def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from pixelgan.params import Paths, dataset_config, load_params
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.io import write_json
+from pixelgan.params import Paths, dataset_config, load_params
 
 
 def main(argv: list[str] | None = None) -> int:

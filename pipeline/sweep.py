@@ -36,12 +36,13 @@ from typing import Any
 
 import yaml
 
-from pixelgan.params import Paths, TrainSpec, load_params, train_spec, with_overrides
 from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
+from pixelgan.params import Paths, TrainSpec, load_params, train_spec, with_overrides
+from pixelgan.run import Splits, read_splits
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ def trial_run_name(sweep: SweepConfig, spec: TrainSpec) -> str:
     return run_name(spec, sweep.name)
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """One trial: the train stage's driver, reporting each epoch to Tune."""
+def run_trial(config: dict[str, Any], splits: Splits) -> None:
+    """One trial: the train stage's driver, reporting each epoch to Tune. ``splits`` comes
+    through the object store (``tune.with_parameters``), not from the sweep's data folder."""
     import ray.tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
@@ -139,7 +141,7 @@ def run_trial(config: dict[str, Any]) -> None:
         # reports the final checkpoint's metrics itself.
         ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: str(last)}))
         return
-    fit_on_ray(spec, name=name, callbacks=[TuneReportCallback()])
+    fit_on_ray(spec, splits, name=name, callbacks=[TuneReportCallback()])
 
 
 def whole_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -169,7 +171,7 @@ def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
     return f"{sweep.name}-{hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callbacks: list[Any]) -> Any:
+def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, storage: Path, callbacks: list[Any]) -> Any:
     """A Tuner over the trials, with ``callbacks``. It is always new: a killed sweep run again
     resumes through its trials' Train runs (each finds its own by name, finished or not), so
     Tune's saved state, and Tuner.restore (which drops callbacks), are not needed."""
@@ -177,7 +179,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], storage: Path, callb
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    trainable = tune.with_resources(run_trial, {"CPU": DRIVER_CPU})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, splits=splits), {"CPU": DRIVER_CPU})
     trials = [{"spec": spec.to_dict(), "point": point, "run": trial_run_name(sweep, spec)}
               for spec, point in zip(specs, sweep.points())]
     param_space = {"trial": tune.grid_search(trials)}
@@ -289,7 +291,8 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
 
     if not ray.is_initialized():
         ray.init()
-    grid = build_tuner(sweep, specs, storage, list(callbacks)).fit()
+    splits = read_splits(specs[0].paths, specs[0].dataset)  # every trial trains on the same data
+    grid = build_tuner(sweep, specs, splits, storage, list(callbacks)).fit()
     rows = results_table(grid)
     write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))
     (experiment / FINISHED).touch()

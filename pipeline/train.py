@@ -48,7 +48,7 @@ from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
 from pixelgan.params import TrainSpec, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import Run, read_splits
+from pixelgan.run import Run, Splits, read_splits
 
 FINISHED = "FINISHED"
 
@@ -99,6 +99,7 @@ class TensorBoardCurves(Callback):
 def train_worker(config: dict[str, Any]) -> None:
     """The per-worker training function that Ray Train runs in every worker: the library's
     ``Run``, each part in DistributedDataParallel, resumed from Ray's latest checkpoint."""
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -106,7 +107,7 @@ def train_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
-    run = Run(spec, read_splits(spec.paths, spec.dataset), ray.train.torch.get_device(), rank, world)
+    run = Run(spec, ray.get(config["splits"]), ray.train.torch.get_device(), rank, world)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -142,12 +143,16 @@ def run_name(spec: TrainSpec, prefix: str = "train") -> str:
 
 def fit_on_ray(
     spec: TrainSpec,
+    splits: Splits,
     *,
     name: str,
     callbacks: Sequence[Any] = (),
     worker_callbacks: Sequence[Callback] = (),
 ):  # -> ray.train.Result
-    """The driver: build the TorchTrainer for ``spec`` and fit it (resuming ``name`` if it exists)."""
+    """The driver: build the TorchTrainer for ``spec`` and fit it (resuming ``name`` if it
+    exists). The workers get ``splits`` through Ray's object store, never ``spec.paths.data``:
+    on a cluster without a shared disk that folder is on the driver's machine alone."""
+    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -156,7 +161,7 @@ def fit_on_ray(
         resources["GPU"] = spec.scaling.gpus_per_worker
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"spec": spec.to_dict(), "run": name, "callbacks": list(worker_callbacks)},
+        train_loop_config={"spec": spec.to_dict(), "run": name, "splits": ray.put(splits), "callbacks": list(worker_callbacks)},
         scaling_config=ScalingConfig(
             num_workers=spec.scaling.num_workers, use_gpu=spec.scaling.use_gpu, resources_per_worker=resources
         ),
@@ -193,19 +198,30 @@ def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name
     return metrics
 
 
-def train(spec: TrainSpec, output: str) -> dict[str, Any]:
-    """Train ``spec`` on Ray (resuming a killed run of the same spec) and write its outputs."""
-    name = run_name(spec)
-    run_dir = Path(spec.paths.runs) / name
+def fit_run(spec: TrainSpec, splits: Splits) -> tuple[dict[str, Any], float]:
+    """Train ``spec`` on Ray, resuming a killed run of the same spec; return the final state
+    and the wall time. It writes nothing but Ray's storage, so it may run anywhere in the
+    cluster; the caller writes the outputs and then marks the run finished."""
+    run_dir = Path(spec.paths.runs) / run_name(spec)
     if (run_dir / FINISHED).exists():
         shutil.rmtree(run_dir)  # a finished run is never resumed: this is a new one
     started = time.perf_counter()
-    result = fit_on_ray(spec, name=name)
-    metrics = write_outputs(spec, final_state(result), time.perf_counter() - started, output)
-    (run_dir / FINISHED).touch()
+    state = final_state(fit_on_ray(spec, splits, name=run_name(spec)))
+    return state, time.perf_counter() - started
+
+
+def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str) -> dict[str, Any]:
+    """In the stage's own process: write the outputs DVC looks for, then mark the run finished."""
+    metrics = write_outputs(spec, state, wall_time, output)
+    (Path(spec.paths.runs) / run_name(spec) / FINISHED).touch()
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items()))
-    print(f"train: {output} ({name}) finished: {shown}")
+    print(f"train: {output} ({run_name(spec)}) finished: {shown}")
     return metrics
+
+
+def train(spec: TrainSpec, output: str) -> dict[str, Any]:
+    """Train ``spec`` on Ray from this process, and write its outputs."""
+    return finish(spec, *fit_run(spec, read_splits(spec.paths, spec.dataset)), output)
 
 
 def cores_needed(spec: TrainSpec) -> float:
@@ -228,22 +244,30 @@ def startable(pending: list[TrainSpec], in_use: float, capacity: float) -> list[
 def train_concurrently(jobs: list[tuple[TrainSpec, str]]) -> None:
     """Train every (spec, output) with each driver as a Ray task, as many at once as the
     cluster has CPUs for, longest first. Ray's fixed cost per TorchTrainer (about 40 s here)
-    then overlaps with another job's training instead of adding up."""
+    then overlaps with another job's training instead of adding up. The data goes into the
+    object store once per data set; each run's outputs are written here, in the stage's
+    process, whichever node its driver ran on."""
     import ray
 
     if not ray.is_initialized():
         ray.init()
     capacity = ray.cluster_resources().get("CPU", 1)
-    remote_train = ray.remote(num_cpus=DRIVER_CPU)(train)
+    remote_fit = ray.remote(num_cpus=DRIVER_CPU)(fit_run)
+    data: dict[Path, Any] = {}
+    for spec, _ in jobs:
+        folder = Path(spec.paths.data) / spec.dataset.name
+        if folder not in data:
+            data[folder] = ray.put(read_splits(spec.paths, spec.dataset))
     pending = sorted(jobs, key=lambda job: job[0].train.epochs * cores_needed(job[0]), reverse=True)
-    running: dict[Any, float] = {}
+    running: dict[Any, tuple[TrainSpec, str]] = {}
     while pending or running:
-        for index in reversed(startable([spec for spec, _ in pending], sum(running.values()), capacity)):
+        in_use = sum(cores_needed(spec) for spec, _ in running.values())
+        for index in reversed(startable([spec for spec, _ in pending], in_use, capacity)):
             spec, output = pending.pop(index)
-            running[remote_train.remote(spec, output)] = cores_needed(spec)
+            running[remote_fit.remote(spec, data[Path(spec.paths.data) / spec.dataset.name])] = (spec, output)
         (done,), _ = ray.wait(list(running), num_returns=1)
-        ray.get(done)  # a failed run fails the stage, with its error
-        del running[done]
+        spec, output = running.pop(done)
+        finish(spec, *ray.get(done), output)  # a failed run fails the stage, with its error
 
 
 def driver_in_ray(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pixelgan.params import REPO
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
+from pixelgan.params import REPO
 
 
 # Set before anything in this process imports Ray (its constants are read at import):

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import classifier, evaluate
-from pixelgan.params import load_params, run_params, train_spec
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.model import PixelGAN
+from pixelgan.params import load_params, run_params, train_spec
 from tests.helpers import TINY_MODEL_OVERRIDES
 
 TINY = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -133,10 +134,13 @@ class KillOnce(Callback):
 def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path, digits: Path, tmp_path: Path) -> None:
     """Same spec as the finished run; worker 1 is killed half-way through epoch 2. Ray Train
     restarts the workers from the epoch-1 checkpoint (model, optimizers, every rank's RNG),
-    so the final weights must equal the unbroken run's exactly."""
+    so the final weights must equal the unbroken run's exactly. The workers are told of no
+    data folder that exists: they read the data from the object store alone."""
     spec = train_spec(load_params(overrides(tmp_path, digits)))
+    splits = read_splits(spec.paths, spec.dataset)
+    nowhere = dataclasses.replace(spec, paths=dataclasses.replace(spec.paths, data=str(tmp_path / "not-on-any-worker")))
     marker = tmp_path / "killed"
-    result = fit_on_ray(spec, name="killed", worker_callbacks=[KillOnce(marker, epoch=2, batch=5, rank=1)])
+    result = fit_on_ray(nowhere, splits, name="killed", worker_callbacks=[KillOnce(marker, epoch=2, batch=5, rank=1)])
     assert marker.exists(), "the worker was killed"
     resumed = final_state(result)
     unbroken = torch.load(finished_run / "models/train.pt", weights_only=True)
