@@ -14,10 +14,13 @@ Ray comes in three thin layers, the shape of Ray's own examples:
 - ``main`` reads the parameters, checks them before any worker starts, runs the driver and
   writes the stage's outputs for DVC.
 
-Data: every worker reads the training Parquet into memory, and a DistributedSampler hands it
-1/N of each epoch's seeded permutation. Our data sets are at most ~75,000 small images, so a
-copy per worker is cheap, and the sampler makes a run exactly reproducible for a given
-number of workers; Ray Data's streaming earns its overhead only when data outgrows memory.
+Data: the driver reads the prepared Parquet splits and puts them in Ray's object store once;
+every worker takes them from there (no worker opens the driver's data folder, which on a
+cluster without a shared disk exists on the driver's machine alone), and a
+DistributedSampler hands it 1/N of each epoch's seeded permutation. Our data sets are at most
+~75,000 small images, so a copy per worker is cheap, and the sampler makes a run exactly
+reproducible for a given number of workers; Ray Data's streaming earns its overhead only
+when data outgrows memory.
 
 Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of everything it was given.
 Ray Train restores a failed worker group from the run's last checkpoint (up to
