@@ -24,10 +24,10 @@ never resumes the old one.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import pickle
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import storage
 from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict
@@ -133,25 +134,26 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
 
     spec = TrainSpec.from_dict(config["trial"]["spec"])
     name = config["trial"]["run"]
-    last = Path(spec.paths.runs) / name / f"epoch-{spec.train.epochs:04d}"
-    state = whole_checkpoint(last / "checkpoint.pt")
+    last = storage.join(spec.paths.runs, name, f"epoch-{spec.train.epochs:04d}")
+    state = whole_checkpoint(storage.join(last, "checkpoint.pt"))
     if state is not None:
         # Trained to the end before the sweep was killed (this trial restored, or the
         # experiment restarted): Ray Train has nothing left to run or report, so the trial
         # reports the final checkpoint's metrics itself.
-        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: str(last)}))
+        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: last}))
         return
     fit_on_ray(spec, splits, name=name, callbacks=[TuneReportCallback()])
 
 
-def whole_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None if it is absent or was cut short: Ray Train copies
-    a checkpoint into storage file by file, so a kill can leave part of one, which Ray Train
-    never registered and trains again."""
-    if not path.is_file():
+def whole_checkpoint(path: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (local or a storage URI), or None if it is absent or was cut
+    short: Ray Train copies a checkpoint into storage file by file, so a kill can leave part
+    of one, which Ray Train never registered and trains again."""
+    data = storage.read_bytes(path)
+    if data is None:
         return None
     try:
-        return load_checkpoint(path)
+        return load_checkpoint(io.BytesIO(data))
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
         return None
 
@@ -171,7 +173,7 @@ def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
     return f"{sweep.name}-{hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, storage: Path, callbacks: list[Any]) -> Any:
+def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, runs: str, callbacks: list[Any]) -> Any:
     """A Tuner over the trials, with ``callbacks``. It is always new: a killed sweep run again
     resumes through its trials' Train runs (each finds its own by name, finished or not), so
     Tune's saved state, and Tuner.restore (which drops callbacks), are not needed."""
@@ -183,6 +185,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, stor
     trials = [{"spec": spec.to_dict(), "point": point, "run": trial_run_name(sweep, spec)}
               for spec, point in zip(specs, sweep.points())]
     param_space = {"trial": tune.grid_search(trials)}
+    filesystem, storage_path = storage.filesystem(runs)
     room = max(1, int(ray.cluster_resources().get("CPU", 1) / cores_needed(specs[0]) + 1e-6))
     scheduler = None
     if sweep.scheduler == "asha":
@@ -197,7 +200,8 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, stor
             metric=sweep.metric, mode=sweep.mode, scheduler=scheduler,
             max_concurrent_trials=room, trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(name=experiment_name(sweep, specs), storage_path=str(storage), callbacks=callbacks),
+        run_config=tune.RunConfig(name=experiment_name(sweep, specs), storage_path=storage_path,
+                                  storage_filesystem=filesystem, callbacks=callbacks),
     )
 
 
@@ -281,21 +285,20 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
     sweep = from_dict(SweepConfig, params.get("sweep"), "sweep.")
     specs = trial_specs(params, sweep)
     paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
-    storage = Path(paths.runs)
-    experiment = storage / experiment_name(sweep, specs)
-    if (experiment / FINISHED).exists():  # a finished sweep is never resumed: this is a new one
-        shutil.rmtree(experiment)
+    experiment = storage.join(paths.runs, experiment_name(sweep, specs))
+    if storage.exists(storage.join(experiment, FINISHED)):  # a finished sweep is never resumed: this is a new one
+        storage.remove_tree(experiment)
         for spec in specs:
-            shutil.rmtree(storage / trial_run_name(sweep, spec), ignore_errors=True)
+            storage.remove_tree(storage.join(paths.runs, trial_run_name(sweep, spec)))
     import ray
 
     if not ray.is_initialized():
         ray.init()
     splits = read_splits(specs[0].paths, specs[0].dataset)  # every trial trains on the same data
-    grid = build_tuner(sweep, specs, splits, storage, list(callbacks)).fit()
+    grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks)).fit()
     rows = results_table(grid)
     write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))
-    (experiment / FINISHED).touch()
+    storage.touch(storage.join(experiment, FINISHED))
     return rows
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from typing import Any
 
 import torch
 
+from pipeline import storage
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
 from pixelgan.config import ConfigError
 from pixelgan.data.formats import DataFormatError
@@ -85,18 +85,21 @@ class ReportToRay(EpochCheckpoints):
 
 
 class TensorBoardCurves(Callback):
-    """Each epoch's metrics as TensorBoard scalars in ``folder``, flushed as the epoch ends, so
-    a long run is watched while it trains (``tensorboard --logdir runs``)."""
+    """Each epoch's metrics as TensorBoard scalars in ``folder`` (local or a storage URI),
+    flushed as the epoch ends, so a long run is watched while it trains
+    (``tensorboard --logdir runs``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(folder))
+        self.folder = storage.Folder(folder)
+        self.writer = SummaryWriter(str(self.folder.local))
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
+        self.folder.sync()
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -126,7 +129,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)]
     if rank == 0:
-        callbacks.append(TensorBoardCurves(Path(spec.paths.runs) / config["run"] / "tensorboard"))
+        callbacks.append(TensorBoardCurves(storage.join(spec.paths.runs, config["run"], "tensorboard")))
     run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
 
 
@@ -140,7 +143,8 @@ def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
     digest of its settings: run again, the same spec finds (and resumes) its run, and a
     changed one never picks up another's checkpoints."""
-    digest = hashlib.sha256(json.dumps(dict(spec.to_dict(), **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
+    settings = {key: value for key, value in spec.to_dict().items() if key != "paths"}  # where files live is not what trains
+    digest = hashlib.sha256(json.dumps(dict(settings, **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 
@@ -162,6 +166,7 @@ def fit_on_ray(
     resources = {"CPU": spec.scaling.cpus_per_worker}
     if spec.scaling.use_gpu:
         resources["GPU"] = spec.scaling.gpus_per_worker
+    filesystem, storage_path = storage.filesystem(spec.paths.runs)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"spec": spec.to_dict(), "run": name, "splits": ray.put(splits), "callbacks": list(worker_callbacks)},
@@ -170,7 +175,8 @@ def fit_on_ray(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(Path(spec.paths.runs).resolve()),
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=spec.scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=list(callbacks),
@@ -205,9 +211,9 @@ def fit_run(spec: TrainSpec, splits: Splits) -> tuple[dict[str, Any], float]:
     """Train ``spec`` on Ray, resuming a killed run of the same spec; return the final state
     and the wall time. It writes nothing but Ray's storage, so it may run anywhere in the
     cluster; the caller writes the outputs and then marks the run finished."""
-    run_dir = Path(spec.paths.runs) / run_name(spec)
-    if (run_dir / FINISHED).exists():
-        shutil.rmtree(run_dir)  # a finished run is never resumed: this is a new one
+    run_dir = storage.join(spec.paths.runs, run_name(spec))
+    if storage.exists(storage.join(run_dir, FINISHED)):
+        storage.remove_tree(run_dir)  # a finished run is never resumed: this is a new one
     started = time.perf_counter()
     state = final_state(fit_on_ray(spec, splits, name=run_name(spec)))
     return state, time.perf_counter() - started
@@ -216,7 +222,7 @@ def fit_run(spec: TrainSpec, splits: Splits) -> tuple[dict[str, Any], float]:
 def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str) -> dict[str, Any]:
     """In the stage's own process: write the outputs DVC looks for, then mark the run finished."""
     metrics = write_outputs(spec, state, wall_time, output)
-    (Path(spec.paths.runs) / run_name(spec) / FINISHED).touch()
+    storage.touch(storage.join(spec.paths.runs, run_name(spec), FINISHED))
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items()))
     print(f"train: {output} ({run_name(spec)}) finished: {shown}")
     return metrics

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -76,7 +76,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str] | BinaryIO, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -128,8 +128,12 @@ class Paths:
     runs: str = "runs"
 
     def resolved(self) -> Paths:
-        """Absolute paths, as Ray workers run in a copy of the working directory."""
-        return Paths(*(str(Path(getattr(self, f.name)).resolve()) for f in dataclasses.fields(self)))
+        """Absolute paths, as Ray workers run in a copy of the working directory; a URI
+        (``runs`` may be ``s3://...``, pipeline/storage.py) as it is."""
+        def absolute(path: str) -> str:
+            return path if "://" in path else str(Path(path).resolve())
+
+        return Paths(*(absolute(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
     def split(self, dataset: str, name: str) -> Path:
         return Path(self.data) / dataset / f"{name}.parquet"

@@ -72,8 +72,10 @@ def _start_node(*args: str) -> subprocess.Popen[str]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Cluster]:
-    """`ray start --head` plus a second `ray start --address`, each with 2 CPUs, on 127.0.0.1."""
+def ray_cluster(s3_server: S3Server) -> Iterator[Cluster]:
+    """`ray start --head` plus a second `ray start --address`, each with 2 CPUs, on 127.0.0.1;
+    started after the S3 server, so its nodes have its credentials, as a cloud cluster's
+    nodes have theirs."""
     port, dashboard_port = _free_port(), _free_port()
     temp_dir = tempfile.mkdtemp(prefix="pg-ray-")  # short: Ray's socket paths have a length limit
     address = f"127.0.0.1:{port}"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline import storage
 from pipeline.train import FINISHED, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
@@ -23,7 +24,7 @@ from pixelgan.evaluation import score_model
 from pixelgan.params import REPO, load_params, run_params, train_spec
 from pixelgan.run import datasets, read_splits
 from tests.helpers import TINY_MODEL_OVERRIDES
-from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, ray_env
+from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, S3Server, ray_env
 
 TINY = [
     "dataset=digits",
@@ -44,6 +45,11 @@ TINY = [
 ]
 METRICS = {"nll", "d_loss", "g_loss", "sup_loss", "sup_acc", "val_nll", "val_nll_other_code", "val_error", "epoch_time_s"}
 SUPERVISED_ONLY = {"sup_loss", "sup_acc", "val_error"}
+
+
+def s3_runs(server: S3Server, tmp_path: Path) -> str:
+    """A folder of its own in the test's S3 bucket, as paths.runs."""
+    return f"s3://{server.bucket}/{tmp_path.name}/runs?endpoint_override={server.endpoint.removeprefix('http://')}&scheme=http"
 
 
 def overrides(root: Path, data: Path) -> list[str]:
@@ -131,28 +137,38 @@ class KillOnce(Callback):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path, digits: Path, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path, digits: Path, tmp_path: Path,
+                                                             s3_server: S3Server) -> None:
     """Same spec as the finished run; worker 1 is killed half-way through epoch 2. Ray Train
     restarts the workers from the epoch-1 checkpoint (model, optimizers, every rank's RNG),
-    so the final weights must equal the unbroken run's exactly. The workers are told of no
-    data folder that exists: they read the data from the object store alone."""
+    so the final weights must equal the unbroken run's exactly. No disk is shared: the
+    workers are told of a data folder that exists nowhere (they read the data from the
+    object store alone) and Ray's storage is an S3 server."""
     spec = train_spec(load_params(overrides(tmp_path, digits)))
     splits = read_splits(spec.paths, spec.dataset)
-    nowhere = dataclasses.replace(spec, paths=dataclasses.replace(spec.paths, data=str(tmp_path / "not-on-any-worker")))
+    runs = s3_runs(s3_server, tmp_path)
+    remote = dataclasses.replace(spec, paths=dataclasses.replace(spec.paths, data=str(tmp_path / "not-on-any-worker"), runs=runs))
     marker = tmp_path / "killed"
-    result = fit_on_ray(nowhere, splits, name="killed", worker_callbacks=[KillOnce(marker, epoch=2, batch=5, rank=1)])
+    result = fit_on_ray(remote, splits, name="killed", worker_callbacks=[KillOnce(marker, epoch=2, batch=5, rank=1)])
     assert marker.exists(), "the worker was killed"
     resumed = final_state(result)
     unbroken = torch.load(finished_run / "models/train.pt", weights_only=True)
     assert resumed["epoch"] == 2
     assert all(torch.equal(resumed["model"][k], v) for k, v in unbroken["model"].items())
+    assert storage.exists(storage.join(runs, "killed", "epoch-0002", "checkpoint.pt")), "checkpoints went to S3"
+    assert storage.exists(storage.join(runs, "killed", "tensorboard")), "so did the curves"
+    assert not (tmp_path / "runs").exists(), "and nothing to the local disk"
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
+def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Cluster, digits: Path, tmp_path: Path,
+                                                              s3_server: S3Server) -> None:
+    """The train stage as a submitted job, its Ray storage on S3: the outputs DVC reads land
+    where the stage runs, the run and its FINISHED marker in the bucket."""
     ray = Path(sys.executable).parent / "ray"
-    entrypoint = ["python", "-m", "pipeline.train", *overrides(tmp_path, digits)]
+    runs = s3_runs(s3_server, tmp_path)
+    entrypoint = ["python", "-m", "pipeline.train", *overrides(tmp_path, digits), f"paths.runs='{runs}'"]  # quoted: = and ? in a Hydra value
     done = subprocess.run(
         [
             str(ray), "job", "submit", "--address", ray_cluster.dashboard, "--working-dir", str(REPO),
@@ -165,6 +181,9 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
+    spec = train_spec(load_params(overrides(tmp_path, digits) + [f"paths.runs='{runs}'"]))
+    assert storage.exists(storage.join(runs, run_name(spec), FINISHED)), "the run, finished, in the bucket"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_every_worker_learns_the_labels_of_the_rows_its_seed_draws(digits: Path, tmp_path: Path) -> None:
@@ -207,7 +226,8 @@ def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Pat
     """Such a run was named by the digest of its spec alone; the name now differs, so a killed
     run from then starts afresh rather than going on with other labelled rows."""
     spec = train_spec(load_params(overrides(tmp_path, digits)))
-    then = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    settings = {key: value for key, value in spec.to_dict().items() if key != "paths"}
+    then = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     assert run_name(spec).startswith("train-digits-categorical_gaussian-10-") and not run_name(spec).endswith(then)
 
 
