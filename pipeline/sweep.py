@@ -154,7 +154,7 @@ def whole_checkpoint(path: str) -> dict[str, Any] | None:
         return None
     try:
         return load_checkpoint(io.BytesIO(data))
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError):
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
         return None
 
 
