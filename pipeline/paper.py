@@ -11,7 +11,7 @@ for each run in ``column.runs`` and seed in ``column.seeds``) with the library's
   and std over its seeds of each headline figure (``over_seeds``, as the evaluate stage);
 - ``results/table.md``: a row per run with the validation figure the configuration is
   judged by, the test figure, and the paper's (docs/paper-facts.md);
-- ``results/<run>-seed<seed>_<figure>.png``: each model's figures.
+- ``results/figures/<run>-seed<seed>_<figure>.png``: each model's figures.
 
 The configuration is fixed in conf/ before the runs; this stage chooses nothing. The test
 split enters the test figures only.
@@ -61,6 +61,8 @@ def column_specs(params: dict[str, Any]) -> dict[str, TrainSpec]:
         for seed in column["seeds"]:
             spec = train_spec(run_params(with_overrides(params, {"train.seed": seed}), name))
             specs[column_output(name, spec)] = spec
+    if len({(spec.paths.data, spec.dataset.name) for spec in specs.values()}) > 1:
+        raise ConfigError("column.runs: every run of the column trains on one data set (a run may change dataset.labels only)")
     return specs
 
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         validation_images = data_form(torch.from_numpy(splits.validation.images), model.config.decoder.likelihood)
         figures = model_figures(model, validation_images, config.figure_rows, config.figure_columns, config.seed)
         for figure, images in figures.items():
-            save_grid(images, out / f"{name.removeprefix('runs/')}_{figure}.png", config.figure_columns)
+            save_grid(images, out / "figures" / f"{name.removeprefix('runs/')}_{figure}.png", config.figure_columns)
         print(f"paper: {name}: {metrics[name]}", flush=True)
     metrics["over_seeds"] = summary = over_seeds(specs, metrics)
     write_json(Path(paths.metrics) / "paper.json", metrics)

@@ -37,13 +37,13 @@ from typing import Any
 import yaml
 
 from pipeline import storage
-from pipeline.train import DRIVER_CPU, FINISHED, cores_needed, driver_in_ray, fit_on_ray, run_name
+from pipeline.train import DRIVER_CPU, FINISHED, SharedSplits, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig, from_dict
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
 from pixelgan.params import Paths, TrainSpec, load_params, train_spec, with_overrides
-from pixelgan.run import Splits, read_splits
+from pixelgan.run import read_splits
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
     share one Train run, so they are refused."""
     base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers, "train.cpus_per_worker": sweep.cpus_per_worker}
     specs = [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
+    if len({(spec.paths.data, spec.dataset) for spec in specs}) > 1:
+        raise ConfigError("sweep: every trial trains on one data set; sweep.extra may not change dataset.* or paths.data")
     seen: dict[str, dict[str, Any]] = {}
     for spec, point in zip(specs, sweep.points()):
         name = trial_run_name(sweep, spec)
@@ -126,9 +128,9 @@ def trial_run_name(sweep: SweepConfig, spec: TrainSpec) -> str:
     return run_name(spec, sweep.name)
 
 
-def run_trial(config: dict[str, Any], splits: Splits) -> None:
-    """One trial: the train stage's driver, reporting each epoch to Tune. ``splits`` comes
-    through the object store (``tune.with_parameters``), not from the sweep's data folder."""
+def run_trial(config: dict[str, Any], splits: SharedSplits) -> None:
+    """One trial: the train stage's driver, reporting each epoch to Tune. ``splits`` is the
+    sweep's one copy of the data in the object store, not the sweep's data folder."""
     import ray.tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
@@ -140,7 +142,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         # Trained to the end before the sweep was killed (this trial restored, or the
         # experiment restarted): Ray Train has nothing left to run or report, so the trial
         # reports the final checkpoint's metrics itself.
-        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: last}))
+        where = storage.filesystem(last)[1]  # as Ray reports its own: the path on the storage, no endpoint
+        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: where}))
         return
     fit_on_ray(spec, splits, name=name, callbacks=[TuneReportCallback()])
 
@@ -173,7 +176,7 @@ def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
     return f"{sweep.name}-{hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: Splits, runs: str, callbacks: list[Any]) -> Any:
+def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits, runs: str, callbacks: list[Any]) -> Any:
     """A Tuner over the trials, with ``callbacks``. It is always new: a killed sweep run again
     resumes through its trials' Train runs (each finds its own by name, finished or not), so
     Tune's saved state, and Tuner.restore (which drops callbacks), are not needed."""
@@ -231,8 +234,8 @@ def results_table(grid: Any) -> list[dict[str, Any]]:
 def project_relative(path: str | None) -> str | None:
     """A path below the working directory (the project, under DVC) as relative to it.
 
-    Ray reports absolute paths; the committed results/best.json and results/sweep.csv must
-    not name the clone they were made in.
+    Ray reports local storage by absolute path (and a bucket's as bucket/...); the committed
+    results/best.json and results/sweep.csv must not name the clone they were made in.
     """
     if path is None or not Path(path).is_relative_to(Path.cwd()):
         return path
@@ -294,7 +297,7 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
 
     if not ray.is_initialized():
         ray.init()
-    splits = read_splits(specs[0].paths, specs[0].dataset)  # every trial trains on the same data
+    splits = SharedSplits.put(read_splits(specs[0].paths, specs[0].dataset, test=False))  # one data set (trial_specs)
     grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks)).fit()
     rows = results_table(grid)
     write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))

@@ -22,7 +22,8 @@ DistributedSampler hands it 1/N of each epoch's seeded permutation. Our data set
 reproducible for a given number of workers; Ray Data's streaming earns its overhead only
 when data outgrows memory.
 
-Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of everything it was given.
+Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its settings (not of
+where its files live, so a submitted job's working copy finds the same run).
 Ray Train restores a failed worker group from the run's last checkpoint (up to
 ``train.max_failures`` times), and running a killed stage again resumes the run of the same
 name. A finished run is marked so; running the same spec again then starts afresh instead of
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,21 @@ class ReportToRay(EpochCheckpoints):
                 checkpoint=ray.train.Checkpoint.from_directory(folder),
                 checkpoint_dir_name=f"epoch-{epoch:04d}",
             )
+
+
+@dataclass(frozen=True)
+class SharedSplits:
+    """Splits already in Ray's object store. Held in a field, the reference travels to a task
+    as it is (Ray resolves only references passed as arguments themselves), so many runs
+    share one copy of the data."""
+
+    ref: Any  # ray.ObjectRef of a Splits
+
+    @classmethod
+    def put(cls, splits: Splits) -> SharedSplits:
+        import ray
+
+        return cls(ray.put(splits))
 
 
 class TensorBoardCurves(Callback):
@@ -150,16 +167,16 @@ def run_name(spec: TrainSpec, prefix: str = "train") -> str:
 
 def fit_on_ray(
     spec: TrainSpec,
-    splits: Splits,
+    splits: Splits | SharedSplits,
     *,
     name: str,
     callbacks: Sequence[Any] = (),
     worker_callbacks: Sequence[Callback] = (),
 ):  # -> ray.train.Result
     """The driver: build the TorchTrainer for ``spec`` and fit it (resuming ``name`` if it
-    exists). The workers get ``splits`` through Ray's object store, never ``spec.paths.data``:
-    on a cluster without a shared disk that folder is on the driver's machine alone."""
-    import ray
+    exists). The workers get ``splits`` through Ray's object store (put there now unless it
+    is already shared), never from ``spec.paths.data``: on a cluster without a shared disk
+    that folder is on the driver's machine alone."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -169,7 +186,7 @@ def fit_on_ray(
     filesystem, storage_path = storage.filesystem(spec.paths.runs)
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"spec": spec.to_dict(), "run": name, "splits": ray.put(splits), "callbacks": list(worker_callbacks)},
+        train_loop_config={"spec": spec.to_dict(), "run": name, "splits": (splits if isinstance(splits, SharedSplits) else SharedSplits.put(splits)).ref, "callbacks": list(worker_callbacks)},
         scaling_config=ScalingConfig(
             num_workers=spec.scaling.num_workers, use_gpu=spec.scaling.use_gpu, resources_per_worker=resources
         ),
@@ -207,7 +224,7 @@ def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name
     return metrics
 
 
-def fit_run(spec: TrainSpec, splits: Splits) -> tuple[dict[str, Any], float]:
+def fit_run(spec: TrainSpec, splits: Splits | SharedSplits) -> tuple[dict[str, Any], float]:
     """Train ``spec`` on Ray, resuming a killed run of the same spec; return the final state
     and the wall time. It writes nothing but Ray's storage, so it may run anywhere in the
     cluster; the caller writes the outputs and then marks the run finished."""
@@ -230,7 +247,7 @@ def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str
 
 def train(spec: TrainSpec, output: str) -> dict[str, Any]:
     """Train ``spec`` on Ray from this process, and write its outputs."""
-    return finish(spec, *fit_run(spec, read_splits(spec.paths, spec.dataset)), output)
+    return finish(spec, *fit_run(spec, read_splits(spec.paths, spec.dataset, test=False)), output)
 
 
 def cores_needed(spec: TrainSpec) -> float:
@@ -266,7 +283,7 @@ def train_concurrently(jobs: list[tuple[TrainSpec, str]]) -> None:
     for spec, _ in jobs:
         folder = Path(spec.paths.data) / spec.dataset.name
         if folder not in data:
-            data[folder] = ray.put(read_splits(spec.paths, spec.dataset))
+            data[folder] = SharedSplits.put(read_splits(spec.paths, spec.dataset, test=False))
     pending = sorted(jobs, key=lambda job: job[0].train.epochs * cores_needed(job[0]), reverse=True)
     running: dict[Any, tuple[TrainSpec, str]] = {}
     while pending or running:
@@ -305,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.overrides)
         if args.runs:
             runs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
+            named: dict[str, str] = {}
+            for spec, output in runs:  # one Ray run each: two outputs may not share one
+                if (twin := named.setdefault(run_name(spec), output)) != output:
+                    raise ConfigError(f"{twin} and {output} train the same model; list it once")
         elif args.run:
             spec = train_spec(run_params(params, args.run))
         else:

@@ -17,6 +17,8 @@ is scored (each test figure beside its validation figure) and its figures drawn;
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = identity(spec)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
-        if "spec" not in state["run"]:
+        if "spec" not in state.get("run", {}):
             print(f"error: {checkpoint} was written by an earlier python -m pixelgan, whose runs this one "
                   "cannot continue; pass another --out or delete that folder", file=sys.stderr)
             return 2
@@ -113,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                   "pass those, another --out, or delete that folder", file=sys.stderr)
             return 2
         run.resume(state)
-        if run.start_epoch >= spec.train.epochs and done.exists():
-            print(f"{checkpoint} has finished all {spec.train.epochs} epochs and is scored; nothing to do")
+        scored_with = json.loads(done.read_text()).get("eval") if done.exists() else None
+        if run.start_epoch >= spec.train.epochs and scored_with == dataclasses.asdict(config):
+            print(f"{checkpoint} has trained its {run.start_epoch} epochs and is scored with these eval settings; nothing to do")
             return 0
         print(f"resuming {checkpoint} after epoch {run.start_epoch}/{spec.train.epochs}")
 
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
               "run the same command again to go on")
         return 0
 
-    state = load_checkpoint(checkpoint, map_location=device)
-    run.model.load_state_dict(state["model"])
+    state = load_checkpoint(checkpoint, map_location=device)  # the last epoch's record (run.model holds its weights)
     model = run.model.eval()
     scores = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
                          semi_supervised=spec.train.semi_supervised, seed=config.seed, device=device)
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {
         "spec": spec.to_dict(), "device": device_name(device), "epochs": state["epoch"], "speed": state.get("speed"),
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),
-        "last_epoch": state["metrics"], "scores": scores,
+        "last_epoch": state["metrics"], "eval": dataclasses.asdict(config), "scores": scores,
     }
     write_json(done, metrics)  # last: its presence marks the run done
     print(f"wrote {done}: {scores}")

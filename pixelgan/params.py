@@ -34,7 +34,7 @@ from pixelgan.config import (
     TrainConfig,
     from_dict,
 )
-from pixelgan.data.parquet import read_metadata
+from pixelgan.data.parquet import read_metadata, training_rows
 from pixelgan.io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +198,9 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
         dict(params.get("model") or {}, prior=dataclasses.asdict(prior),
              image=dataclasses.asdict(ImageConfig(*metadata["image_shape"]))),
     )
+    rows = training_rows(paths.split(dataset.name, "train"))
+    if train.batch_size > rows:
+        raise ConfigError(f"train.batch_size={train.batch_size} is more than the {rows} training images of {dataset.name}")
     if train.batch_size % scaling.num_workers:
         raise ConfigError(
             f"train.batch_size={train.batch_size} must split evenly over train.num_workers={scaling.num_workers}"

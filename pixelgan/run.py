@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pixelgan.checkpoint import resume, set_rng_state
-from pixelgan.config import ConfigError, DatasetConfig, ImageConfig
+from pixelgan.config import DatasetConfig, ImageConfig
 from pixelgan.data import ImageDataset
 from pixelgan.data.parquet import read_split
 from pixelgan.data.splits import Split, labelled_rows
@@ -38,25 +38,28 @@ VALIDATION_BATCH = 256
 
 @dataclass(frozen=True)
 class Splits:
-    """The prepared splits of one data set (uint8 images [N, C, H, W], labels)."""
+    """The prepared splits of one data set (uint8 images [N, C, H, W], labels); ``test`` is
+    None where only training reads them, so the test split never reaches a trainer."""
 
     train: Split
     validation: Split
-    test: Split
+    test: Split | None
 
     @property
     def image(self) -> ImageConfig:
         return ImageConfig(*self.train.images.shape[1:])
 
 
-def read_prepared(folder: Path) -> Splits:
-    """The prepare stage's Parquet splits in ``folder`` (data/mnist, say)."""
-    return Splits(*(read_split(folder / f"{name}.parquet")[0] for name in ("train", "validation", "test")))
+def read_prepared(folder: Path, test: bool = True) -> Splits:
+    """The prepare stage's Parquet splits in ``folder`` (data/mnist, say); ``test=False``
+    leaves the test split unread (training)."""
+    train, validation = (read_split(folder / f"{name}.parquet")[0] for name in ("train", "validation"))
+    return Splits(train, validation, read_split(folder / "test.parquet")[0] if test else None)
 
 
-def read_splits(paths: Paths, dataset: DatasetConfig) -> Splits:
-    """The prepared splits of ``dataset`` under ``paths.data``."""
-    return read_prepared(Path(paths.data) / dataset.name)
+def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
+    """The prepared splits of ``dataset`` under ``paths.data`` (see ``read_prepared``)."""
+    return read_prepared(Path(paths.data) / dataset.name, test)
 
 
 def datasets(spec: TrainSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
@@ -96,9 +99,6 @@ class Run:
 
     def __init__(self, spec: TrainSpec, splits: Splits, device: torch.device, rank: int = 0, world: int = 1) -> None:
         batch_size = spec.train.batch_size // world
-        if len(splits.train) < spec.train.batch_size:
-            raise ConfigError(f"train.batch_size={spec.train.batch_size} is more than the "
-                              f"{len(splits.train)} training images of {spec.dataset.name}")
         self.spec, self.device, self.rank = spec, device, rank
         self.speed = resolve(spec.train, device)  # here, not in a driver: a cluster can mix machine kinds
         torch.manual_seed(spec.train.seed)  # the same initial weights on every worker

@@ -90,3 +90,8 @@ def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
         table.column("index").to_numpy().copy(),
     )
     return split, metadata
+
+
+def training_rows(path: str | os.PathLike[str]) -> int:
+    """How many images a prepared split holds, from its Parquet footer (no image is read)."""
+    return _open(Path(path), lambda found: pq.ParquetFile(found).metadata.num_rows)

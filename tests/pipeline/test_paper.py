@@ -56,5 +56,5 @@ def test_dvc_repro_runs_the_column_end_to_end(ray_cluster: Cluster, tmp_path: Pa
     figure = r"\d+\.\d\d ±\d+\.\d\d"
     assert re.search(rf"\| clustering \| clustering error %, 30 categories \(paper's rule\) \| {figure} \| {figure} \| 5\.27 ±1\.81 \| 2 \| 1 \|", table), table
     assert re.search(rf"\| semi_100 \| test error %, 100 labels \| {figure} \| {figure} \| 1\.08 ±0\.15 \| 2 \| 1 \|", table), table
-    assert (repo / "paper/results/clustering-seed1_by_category.png").is_file()
+    assert (repo / "paper/results/figures/clustering-seed1_by_category.png").is_file()
     assert "Data and pipelines are up to date" in run(repo, "-m", "dvc", "status", "paper/dvc.yaml"), "nothing left to run"

