@@ -1,5 +1,5 @@
-"""The sweep stage: the search space's checks, and a 2 x 2 sweep killed half-way and resumed
-with Tune's saved state lost."""
+"""The sweep stage: the search space's checks, and a 2 x 2 sweep with its storage on S3, killed
+half-way and run again with a changed grid."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import storage
 from pixelgan.params import load_params
 from pipeline.sweep import (
     SweepConfig,
@@ -30,8 +32,8 @@ from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.model import PixelGAN
 from tests.helpers import tiny_model_config
-from tests.pipeline.conftest import Cluster
-from tests.pipeline.test_train import overrides
+from tests.pipeline.conftest import Cluster, S3Server
+from tests.pipeline.test_train import overrides, s3_runs
 
 SWEEP = [
     "train.semi_supervised=false",
@@ -107,28 +109,16 @@ def test_a_checkpoint_cut_short_is_not_taken_for_a_finished_trial(tmp_path: Path
     assert whole_checkpoint(tmp_path / "absent.pt") is None
 
 
-class KillAfterFirstTrial:
-    """A Tune callback that SIGKILLs the sweep's driver once the sweep's saved state records a
-    finished trial; the marker file it leaves disarms it (a restored Tuner brings it back)."""
+class KillOnFirstFinishedTrial:
+    """A Tune callback that SIGKILLs the sweep's driver as the first trial finishes, its Train
+    run's last checkpoint already in storage."""
 
-    def __new__(cls, marker: Path, experiment: Path) -> Any:
+    def __new__(cls) -> Any:
         from ray.tune import Callback
 
-        def saved_finished_trial() -> bool:
-            for state in experiment.glob("experiment_state-*.json"):
-                try:
-                    saved = json.loads(state.read_text())
-                except json.JSONDecodeError:  # being written right now
-                    continue
-                if any(json.loads(trial)["status"] == "TERMINATED" for trial, _ in saved["trial_data"]):
-                    return True
-            return False
-
         class Kill(Callback):
-            def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-                if not marker.exists() and saved_finished_trial():
-                    marker.touch()
-                    os.kill(os.getpid(), signal.SIGKILL)
+            def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                os.kill(os.getpid(), signal.SIGKILL)
 
         return Kill()
 
@@ -142,44 +132,54 @@ def test_checkpoint_paths_are_recorded_relative_to_the_project(tmp_path: Path, m
     assert project_relative(None) is None
 
 
-def experiments(runs: Path) -> set[Path]:
-    """The Tune experiments under ``runs`` (sweep-<digest>), not the trials' Train runs."""
-    return {path for path in runs.iterdir() if re.fullmatch(r"sweep-[0-9a-f]{10}", path.name)}
+def stored(runs: str, pattern: str) -> list[str]:
+    """The files under the storage URI ``runs`` whose path below it matches ``pattern``."""
+    fs, root = storage.filesystem(runs)
+    found = [info.path.removeprefix(root).lstrip("/") for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+             if info.type == pafs.FileType.File]
+    return [path for path in found if PurePosixPath(path).match(pattern)]
 
 
-def killed_sweep(root: str, data: str) -> None:
-    params = sweep_params(Path(root), Path(data))
-    sweep = from_dict(SweepConfig, params["sweep"])
-    experiment = Path(root) / "runs" / experiment_name(sweep, trial_specs(params, sweep))
-    run_sweep(params, callbacks=[KillAfterFirstTrial(Path(root) / "killed-after", experiment)])
+def experiments(runs: str) -> set[str]:
+    """The Tune experiments in storage (sweep-<digest>), not the trials' Train runs."""
+    return {path.split("/")[0] for path in stored(runs, "*/*") if re.fullmatch(r"sweep-[0-9a-f]{10}", path.split("/")[0])}
+
+
+def killed_sweep(root: str, data: str, runs: str) -> None:
+    run_sweep(sweep_params(Path(root), Path(data), f"paths.runs='{runs}'"), callbacks=[KillOnFirstFinishedTrial()])
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_only_shared_runs(
-    ray_cluster: Cluster, digits: Path, tmp_path: Path
+    ray_cluster: Cluster, s3_server: S3Server, digits: Path, tmp_path: Path
 ) -> None:
-    code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r})"
-    env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="0")  # save the sweep's state every step
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    """Tune's experiments and the trials' Train runs in the S3 bucket: a sweep killed as its
+    first trial finishes, run again with a changed grid, reports the new grid's points, reuses
+    the finished run of a shared point and trains none of the old grid's."""
+    runs = s3_runs(s3_server, tmp_path)
+    code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r}, {runs!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
-    finished = {path: path.read_bytes() for path in (tmp_path / "runs").glob("*/epoch-0001/checkpoint.pt")
-                if whole_checkpoint(path) is not None}
+    finished = {PurePosixPath(path).parts[0]: storage.read_bytes(storage.join(runs, path))
+                for path in stored(runs, "*/epoch-0001/checkpoint.pt")
+                if whole_checkpoint(storage.join(runs, path)) is not None}
     assert finished, "killed before any trial finished"
-    (killed,) = experiments(tmp_path / "runs")
+    (killed,) = experiments(runs)
 
-    changed = sweep_params(tmp_path, digits, "sweep.categorical=[4,5]")  # the grid's last point out, categorical 5 in
+    changed = sweep_params(tmp_path, digits, f"paths.runs='{runs}'", "sweep.categorical=[4,5]")  # the last point out, 5 in
     rows = run_sweep(changed)
 
     sweep = from_dict(SweepConfig, changed["sweep"])
     kept = {trial_run_name(sweep, spec) for spec in trial_specs(changed, sweep)}
-    shared = {path for path in finished if path.parents[1].name in kept}
+    shared = set(finished) & kept
     assert shared, "the first trial to finish is one the two grids share (categorical 6, out, starts last)"
-    reported = {Path(row["checkpoint"]).resolve() / "checkpoint.pt" for row in rows}
-    assert {path.resolve() for path in shared} <= reported, "a finished trial of a shared point was trained again, elsewhere"
-    assert all(path.read_bytes() == finished[path] for path in shared), "a finished trial of a shared point was trained again"
-    assert not {path.resolve() for path in finished if path not in shared} & reported, "a point of the old grid was reported"
-    assert experiments(tmp_path / "runs") - {killed}, "the changed grid is an experiment of its own"
+    reported = {PurePosixPath(row["checkpoint"]).parent.name for row in rows}
+    assert shared <= reported, "a finished trial of a shared point was trained again, elsewhere"
+    assert all(storage.read_bytes(storage.join(runs, run, "epoch-0001", "checkpoint.pt")) == finished[run] for run in shared), \
+        "a finished trial of a shared point was trained again"
+    assert not (set(finished) - shared) & reported, "a point of the old grid was reported"
+    assert experiments(runs) - {killed}, "the changed grid is an experiment of its own"
     assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 5), ("gaussian", 2), ("gaussian", 3)]
     assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
     table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()
@@ -190,5 +190,4 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     assert best["gaussian"]["val_nll"] == min(r["val_nll"] for r in rows if r["prior"] == "gaussian")
     assert (tmp_path / "results/sweep.png").stat().st_size > 0
     for row in rows:
-        (trial,) = (tmp_path / "runs").glob(f"sweep-*/{row['trial']}")
-        assert list(trial.glob("events.out.tfevents*")), f"no TensorBoard events in {trial.name}"
+        assert stored(runs, f"sweep-*/{row['trial']}/events.out.tfevents*"), f"no TensorBoard events in {row['trial']}"
