@@ -10,21 +10,21 @@ accuracy, which the evaluate stage reports beside the scores it gives).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pixelgan.classifier import Classifier, predict, train_classifier
-from pixelgan.config import ConfigError, DecoderConfig, from_dict
+from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, dataset_config, eval_config, load_params
+from pixelgan.params import EvalConfig, Paths, load_params, read_section
 
 
 def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
@@ -35,12 +35,20 @@ def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return classifier.eval(), state
 
 
+def configure(argv: Sequence[str]) -> tuple[DatasetConfig, EvalConfig, Paths, str]:
+    """All the stage reads of params.yaml, as dvc.yaml lists it: the data set's name, the two
+    eval keys that train the classifier, the decoder's likelihood (the data form it learns)
+    and the paths it reads and writes."""
+    params = load_params(argv)
+    return (read_section(params, DatasetConfig, "dataset", ["name"]),
+            read_section(params, EvalConfig, "eval", ["classifier_epochs", "seed"]),
+            read_section(params, Paths, "paths", ["data", "models", "metrics"]),
+            read_section(params, DecoderConfig, "model.decoder", ["likelihood"]).likelihood)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        params = load_params(sys.argv[1:] if argv is None else argv)
-        dataset, config = dataset_config(params), eval_config(params)
-        paths = from_dict(Paths, params.get("paths"), "paths.")
-        likelihood = from_dict(DecoderConfig, (params.get("model") or {}).get("decoder"), "model.decoder.").likelihood
+        dataset, config, paths, likelihood = configure(sys.argv[1:] if argv is None else argv)
         train, _ = read_split(paths.split(dataset.name, "train"))
         test, _ = read_split(paths.split(dataset.name, "test"))
     except (ConfigError, DataFormatError) as error:
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = float((probs.argmax(1) == torch.from_numpy(test.labels)).double().mean())
     with atomic_path(Path(paths.models) / "classifier.pt") as tmp:
         torch.save({"weights": classifier.state_dict(), "shape": list(images.shape[1:]), "classes": dataset.classes,
-                    "likelihood": likelihood, "dataset": dataclasses.asdict(dataset)}, tmp)
+                    "likelihood": likelihood, "dataset": dataset.name}, tmp)
     metrics = {"test_accuracy": accuracy, "epochs": config.classifier_epochs, "final_loss": losses[-1],
                "wall_time_s": time.perf_counter() - started}
     write_json(Path(paths.metrics) / "classifier.json", metrics)

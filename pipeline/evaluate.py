@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +129,18 @@ def _get(tree: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(tree)  # type: ignore[arg-type]
 
 
+def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
+    """All the stage reads of params.yaml, as dvc.yaml lists it: the eval settings, and the spec
+    of every model it scores by name (train, then each of runs)."""
+    params = load_params(argv)
+    runs = {name: train_spec(run_params(params, name)) for name in params.get("runs") or {}}
+    return eval_config(params), {"train": train_spec(params)} | runs
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        params = load_params(sys.argv[1:] if argv is None else argv)
-        config = eval_config(params)
-        spec = train_spec(params)
-        names = list(params.get("runs") or {})
-        specs = {"train": spec} | {name: train_spec(run_params(params, name)) for name in names}
+        config, specs = configure(sys.argv[1:] if argv is None else argv)
+        spec, names = specs["train"], [name for name in specs if name != "train"]
         paths = spec.paths
         models = {"train": Path(paths.models) / "train.pt"} | {n: Path(paths.models) / "runs" / f"{n}.pt" for n in names}
         missing = [str(p) for p in [*models.values(), Path(paths.models) / "classifier.pt"] if not p.is_file()]

@@ -10,28 +10,36 @@ from `dataset.root` or from an installed package (mnist5k, digits).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from pixelgan.config import ConfigError, from_dict
+from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.io import write_json
-from pixelgan.params import Paths, dataset_config, load_params
+from pixelgan.params import Paths, load_params, read_section
+
+
+SOURCE_KEYS = ("name", "root", "svhn_extra")  # the dataset keys that decide which files to fetch
+
+
+def configure(argv: Sequence[str]) -> tuple[DatasetConfig, Path]:
+    """All the stage reads of params.yaml: the source's keys and paths.data, as dvc.yaml lists them."""
+    params = load_params(argv)
+    config = read_section(params, DatasetConfig, "dataset", SOURCE_KEYS)
+    return config, Path(read_section(params, Paths, "paths", ["data"]).data) / "raw" / config.name
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
-        params = load_params(sys.argv[1:] if argv is None else argv)
-        config = dataset_config(params)
-        raw_dir = Path(from_dict(Paths, params.get("paths"), "paths.").data) / "raw" / config.name
+        config, raw_dir = configure(sys.argv[1:] if argv is None else argv)
         files = fetch_source(config, raw_dir)
     except (ConfigError, DataSourceError) as error:
         print(f"fetch: error: {error}", file=sys.stderr)
         return 2
-    write_json(raw_dir / "SOURCE.json", {"dataset": dataclasses.asdict(config), "files": files})
+    write_json(raw_dir / "SOURCE.json", {"dataset": {key: getattr(config, key) for key in SOURCE_KEYS}, "files": files})
     print(f"fetch: {config.name}: {', '.join(files) or 'nothing to download'} in {raw_dir} "
           f"({time.perf_counter() - started:.1f}s)")
     return 0

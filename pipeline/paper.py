@@ -20,6 +20,7 @@ split enters the test figures only.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from pixelgan.data.formats import DataFormatError
 from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import TrainSpec, eval_config, load_params, run_params, train_spec, with_overrides
+from pixelgan.params import EvalConfig, TrainSpec, eval_config, load_params, run_params, train_spec, with_overrides
 from pixelgan.run import read_splits
 
 # Table 1 (docs/paper-facts.md: 5.27 confirmed, the rest recalled), by labelled images (0: clustering).
@@ -84,11 +85,15 @@ def table(specs: dict[str, TrainSpec], summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
+    """All the stage reads of params.yaml, as paper/dvc.yaml lists it."""
+    params = load_params(argv)
+    return eval_config(params), column_specs(params)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        params = load_params(sys.argv[1:] if argv is None else argv)
-        config = eval_config(params)
-        specs = column_specs(params)
+        config, specs = configure(sys.argv[1:] if argv is None else argv)
         paths = next(iter(specs.values())).paths
         models = {name: Path(paths.models) / f"{name}.pt" for name in specs}
         if missing := [str(path) for path in models.values() if not path.is_file()]:

@@ -11,25 +11,36 @@ where a clone finds them without the data (committed, not cached): <paths.metric
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from pixelgan.config import ConfigError, from_dict
+from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, dataset_config, load_params
+from pixelgan.params import Paths, load_params, read_section
+
+
+PREPARE_KEYS = tuple(field.name for field in dataclasses.fields(DatasetConfig) if field.name != "labels")  # labels: a run's
+
+
+def configure(argv: Sequence[str]) -> tuple[DatasetConfig, Paths]:
+    """All the stage reads of params.yaml: the dataset's keys but labels, and the three paths it
+    writes to, as dvc.yaml lists them."""
+    params = load_params(argv)
+    return (read_section(params, DatasetConfig, "dataset", PREPARE_KEYS),
+            read_section(params, Paths, "paths", ["data", "metrics", "results"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
-        params = load_params(sys.argv[1:] if argv is None else argv)
-        config = dataset_config(params)
-        paths = from_dict(Paths, params.get("paths"), "paths.")
+        config, paths = configure(sys.argv[1:] if argv is None else argv)
         data = Path(paths.data)
         out_dir = data / config.name
         summary = prepare_dataset(config, out_dir, data / "raw" / config.name)

@@ -30,6 +30,7 @@ import json
 import pickle
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,10 @@ import yaml
 from pipeline import storage
 from pipeline.train import DRIVER_CPU, FINISHED, SharedSplits, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
-from pixelgan.config import ConfigError, PriorConfig, from_dict
+from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, TrainSpec, load_params, train_spec, with_overrides
+from pixelgan.params import Paths, TrainSpec, load_params, read_section, train_spec, with_overrides
 from pixelgan.run import read_splits
 
 
@@ -284,10 +285,27 @@ def write_outputs(rows: list[dict[str, Any]], best: dict[str, Any], sweep: Sweep
     plt.close(figure)
 
 
-def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[str, Any]]:
-    sweep = from_dict(SweepConfig, params.get("sweep"), "sweep.")
-    specs = trial_specs(params, sweep)
-    paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep as checked before any trial starts: its search, every trial's spec, its paths."""
+
+    sweep: SweepConfig
+    specs: list[TrainSpec]
+    paths: Paths
+
+
+def plan_sweep(params: dict[str, Any]) -> SweepPlan:
+    sweep = read_section(params, SweepConfig, "sweep")
+    return SweepPlan(sweep, trial_specs(params, sweep), read_section(params, Paths, "paths").resolved())
+
+
+def configure(argv: Sequence[str]) -> SweepPlan:
+    """All the stage reads of params.yaml, as dvc.yaml lists it."""
+    return plan_sweep(load_params(argv))
+
+
+def run_sweep(plan: SweepPlan, callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    sweep, specs, paths = plan.sweep, plan.specs, plan.paths
     experiment = storage.join(paths.runs, experiment_name(sweep, specs))
     if storage.exists(storage.join(experiment, FINISHED)):  # a finished sweep is never resumed: this is a new one
         storage.remove_tree(experiment)
@@ -308,7 +326,7 @@ def run_sweep(params: dict[str, Any], callbacks: list[Any] = ()) -> list[dict[st
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
-        rows = run_sweep(load_params(sys.argv[1:] if argv is None else argv))
+        rows = run_sweep(configure(sys.argv[1:] if argv is None else argv))
     except (ConfigError, DataFormatError) as error:
         print(f"sweep: error: {error}", file=sys.stderr)
         return 2

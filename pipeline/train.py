@@ -307,36 +307,43 @@ def column_output(name: str, spec: TrainSpec) -> str:
     return f"runs/{name}-seed{spec.train.seed}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
-    model in ``runs`` (the runs stage), as many at once as the cluster has room for; with
-    ``--run NAME``, that one model of ``runs``, as runs/<NAME>-seed<train.seed> (a stage of the
-    paper column, paper/dvc.yaml, one per run and seed)."""
+def configure(argv: Sequence[str]) -> tuple[list[tuple[TrainSpec, str]], bool]:
+    """The jobs to train, each a spec and its output name, and whether they train at once
+    (``--runs``): all the stage reads of params.yaml, checked before any worker starts."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=main.__doc__)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--runs", action="store_true", help="every model in runs, at once")
     which.add_argument("--run", metavar="NAME", help="one model in runs")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    params = load_params(args.overrides)
+    if args.run:
+        spec = train_spec(run_params(params, args.run))
+        return [(spec, column_output(args.run, spec))], False
+    if not args.runs:
+        return [(train_spec(params), "train")], False
+    jobs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
+    named: dict[str, str] = {}
+    for spec, output in jobs:  # one Ray run each: two outputs may not share one
+        if (twin := named.setdefault(run_name(spec), output)) != output:
+            raise ConfigError(f"{twin} and {output} train the same model; list it once")
+    return jobs, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
+    model in ``runs`` (the runs stage), as many at once as the cluster has room for; with
+    ``--run NAME``, that one model of ``runs``, as runs/<NAME>-seed<train.seed> (a stage of the
+    paper column, paper/dvc.yaml, one per run and seed)."""
     try:
-        params = load_params(args.overrides)
-        if args.runs:
-            runs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
-            named: dict[str, str] = {}
-            for spec, output in runs:  # one Ray run each: two outputs may not share one
-                if (twin := named.setdefault(run_name(spec), output)) != output:
-                    raise ConfigError(f"{twin} and {output} train the same model; list it once")
-        elif args.run:
-            spec = train_spec(run_params(params, args.run))
-        else:
-            spec = train_spec(params)
+        jobs, at_once = configure(sys.argv[1:] if argv is None else argv)
     except (ConfigError, DataFormatError) as error:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
-    if args.runs:
-        train_concurrently(runs)
+    if at_once:
+        train_concurrently(jobs)
     else:
-        train(spec, column_output(args.run, spec) if args.run else "train")
+        train(*jobs[0])
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
-from pixelgan.config import ConfigError, from_dict
+from pixelgan.config import ConfigError
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
@@ -35,7 +35,7 @@ from pixelgan.engine import TimeLimit
 from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import write_json
-from pixelgan.params import Paths, TrainSpec, dataset_config, eval_config, load_params, train_spec
+from pixelgan.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, train_spec
 from pixelgan.run import Run, read_splits
 from pixelgan.speed import device_name
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def prepared_spec(params: dict[str, Any]) -> TrainSpec:
     """The run's spec, its data set fetched and prepared first if its Parquet files are missing."""
     dataset = dataset_config(params)
-    paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
+    paths = read_section(params, Paths, "paths").resolved()
     if not all(paths.split(dataset.name, name).is_file() for name in ("train", "validation", "test")):
         raw = Path(paths.data) / "raw" / dataset.name
         fetch_source(dataset, raw)

@@ -18,10 +18,10 @@ import argparse
 import copy
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -40,6 +40,7 @@ from pixelgan.io import atomic_path
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 PARAMS = REPO / "params.yaml"
+T = TypeVar("T")
 
 
 def compose_yaml(overrides: Sequence[str] = ()) -> str:
@@ -93,8 +94,22 @@ def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
     return with_overrides(yaml.safe_load(path.read_text()), changes)
 
 
+def read_section(params: dict[str, Any], cls: type[T], name: str, keys: Collection[str] | None = None) -> T:
+    """``params[name]`` (dotted for a nested section) as ``cls``. With ``keys``, only those are
+    read and the rest keep ``cls``'s defaults: a stage that needs a few keys of a section reads
+    and lists only those (tests/pipeline/test_stages.py), so DVC does not rerun it when the
+    others change; it must not use the rest."""
+    section: Any = params
+    for part in name.split("."):
+        section = section.get(part) if isinstance(section, dict) else None
+    section = section or {}
+    if keys is not None:
+        section = {key: section[key] for key in keys if key in section}
+    return from_dict(cls, section, f"{name}.")
+
+
 def dataset_config(params: dict[str, Any]) -> DatasetConfig:
-    return from_dict(DatasetConfig, params.get("dataset"), "dataset.")
+    return read_section(params, DatasetConfig, "dataset")
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,7 @@ class EvalConfig:
 
 
 def eval_config(params: dict[str, Any]) -> EvalConfig:
-    return from_dict(EvalConfig, params.get("eval"), "eval.")
+    return read_section(params, EvalConfig, "eval")
 
 
 SCALING_KEYS = {field.name for field in dataclasses.fields(Scaling)}
@@ -187,7 +202,7 @@ SCALING_KEYS = {field.name for field in dataclasses.fields(Scaling)}
 def train_spec(params: dict[str, Any]) -> TrainSpec:
     """Build and cross-check the configs of a training run; the image shape comes from the data."""
     dataset = dataset_config(params)
-    paths = from_dict(Paths, params.get("paths"), "paths.").resolved()
+    paths = read_section(params, Paths, "paths").resolved()
     train_params = dict(params.get("train") or {})
     scaling = from_dict(Scaling, {k: train_params.pop(k) for k in SCALING_KEYS & set(train_params)}, "train.")
     train = from_dict(TrainConfig, train_params, "train.")

@@ -1,14 +1,20 @@
-"""Every DVC stage lists the project code it runs: a change to any module it imports reruns it."""
+"""Every DVC stage lists exactly what it depends on: the project code it runs (a change to any
+module it imports reruns it) and the parameters it reads (a change to any of them reruns it,
+and to no other key)."""
 
 from __future__ import annotations
 
 import ast
+import copy
+import importlib
+import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from pixelgan.params import REPO
+from pixelgan.params import REPO, load_params
 
 PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")
@@ -69,3 +75,93 @@ def test_each_stage_depends_on_every_project_file_it_imports(pipeline: Path, nam
         if not any(path == dep or dep in path.parents for dep in listed)
     )
     assert not missing, f"{pipeline.relative_to(REPO)}: stage {name} runs {missing} but does not list them in deps"
+
+
+class Recorded(dict):
+    """Parameters that note the dotted name of every value read from them, however read:
+    ``[]``, ``get``, ``items``, ``values``, ``dict(...)`` (for a subclass that defines
+    ``__iter__``, CPython copies through keys and ``__getitem__``), and copies made by
+    ``copy.deepcopy`` (``with_overrides``), which note into the same set. A key the stage
+    overrides and then reads counts as read: it is listed, so that it stays covered if an
+    override goes away."""
+
+    def __init__(self, data: dict[str, Any], reads: set[str], prefix: str = "") -> None:
+        super().__init__({key: Recorded(value, reads, f"{prefix}{key}.") if isinstance(value, dict) else value
+                          for key, value in data.items()})
+        self.reads, self.prefix = reads, prefix
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if not isinstance(value, Recorded):
+            self.reads.add(f"{self.prefix}{key}")
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __iter__(self) -> Any:  # the keys alone are not a read
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return [(key, self[key]) for key in super().keys()]
+
+    def values(self) -> Any:
+        return [self[key] for key in super().keys()]
+
+    def plain(self) -> dict[str, Any]:
+        return {key: value.plain() if isinstance(value, Recorded) else value for key, value in dict.items(self)}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Recorded:
+        return Recorded(copy.deepcopy(self.plain(), memo), self.reads, self.prefix)
+
+
+def leaves(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for key, value in tree.items():
+        found |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}"}
+    return found
+
+
+def stage_runs() -> list[tuple[Path, str, list[str], list[str]]]:
+    """Each stage (each entry of a matrix stage) as its command's arguments and its params list."""
+    found = []
+    for pipeline, name, stage in stages():
+        params = yaml.safe_load((pipeline.parent / "params.yaml").read_text())
+        entries = [{}]
+        if "matrix" in stage:
+            axes = {axis: params[value[2:-1].split(".")[0]][value[2:-1].split(".")[1]] for axis, value in stage["matrix"].items()}
+            entries = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        for item in entries:
+            def filled(text: str) -> str:
+                for axis, value in item.items():
+                    text = text.replace(f"${{item.{axis}}}", str(value))
+                return text
+
+            command = filled(stage["cmd"]).split()
+            label = "-".join([name, *map(str, item.values())])
+            found.append((pipeline, label, command[command.index("-m") + 1:], [filled(key) for key in stage.get("params", [])]))
+    return found
+
+
+@pytest.mark.parametrize("pipeline,name,command,listed", stage_runs(), ids=lambda value: value if isinstance(value, str) else "")
+def test_each_stage_lists_the_params_it_reads_and_no_other(
+    pipeline: Path, name: str, command: list[str], listed: list[str], digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage's ``configure`` (all a stage reads of its params, before it runs anything) is
+    given parameters that note what is read: every key read is listed, and every key listed
+    is read. The data are the digits, so that the specs can be checked against a data set."""
+    monkeypatch.chdir(pipeline.parent)  # DVC runs a stage where its dvc.yaml is, on that folder's params.yaml
+    module = importlib.import_module(command[0])
+    reads: set[str] = set()
+    monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads))
+    digits_fit = [f"paths.data={digits}", "dataset.name=digits", "model.decoder.n_layers=4"]  # the paper's 12 outsee 8x8
+    module.configure([*command[1:], *digits_fit])
+
+    def covered(key: str) -> bool:
+        return any(key == entry or key.startswith(f"{entry}.") for entry in listed)
+
+    unlisted = sorted(key for key in reads if not covered(key))
+    unread = sorted(key for key in leaves(yaml.safe_load(Path("params.yaml").read_text())) if covered(key) and key not in reads)
+    where = f"{pipeline.relative_to(REPO)}: stage {name}"
+    assert not unlisted, f"{where} reads {unlisted} but its params do not list them"
+    assert not unread, f"{where} lists {unread} in params but never reads them: a change to them would rerun it for nothing"

@@ -22,6 +22,7 @@ from pipeline.sweep import (
     SweepConfig,
     experiment_name,
     project_relative,
+    plan_sweep,
     run_sweep,
     trial_run_name,
     trial_specs,
@@ -70,7 +71,7 @@ def test_a_bad_search_space_fails_before_any_trial(
     monkeypatch.setattr("pipeline.sweep.build_tuner", no_tuner)
     params = sweep_params(tmp_path, digits, override, *(["sweep.categorical=[]"] if "empty" in message else []))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        run_sweep(params)
+        run_sweep(plan_sweep(params))
 
 
 def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ def experiments(runs: str) -> set[str]:
 
 
 def killed_sweep(root: str, data: str, runs: str) -> None:
-    run_sweep(sweep_params(Path(root), Path(data), f"paths.runs='{runs}'"), callbacks=[KillOnFirstFinishedTrial()])
+    run_sweep(plan_sweep(sweep_params(Path(root), Path(data), f"paths.runs='{runs}'")), callbacks=[KillOnFirstFinishedTrial()])
 
 
 @pytest.mark.ray
@@ -168,7 +169,7 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     (killed,) = experiments(runs)
 
     changed = sweep_params(tmp_path, digits, f"paths.runs='{runs}'", "sweep.categorical=[4,5]")  # the last point out, 5 in
-    rows = run_sweep(changed)
+    rows = run_sweep(plan_sweep(changed))
 
     sweep = from_dict(SweepConfig, changed["sweep"])
     kept = {trial_run_name(sweep, spec) for spec in trial_specs(changed, sweep)}
