@@ -90,6 +90,7 @@ def train_one_epoch(
     callbacks: Sequence[Callback] = (),
     labelled_batches: Iterable[Batch] | None = None,
     gradient_penalty: float = 0.0,
+    instance_noise: float = 0.0,
 ) -> dict[str, float]:
     """Run every phase on every batch; return each loss's mean over the epoch's batches.
 
@@ -102,7 +103,7 @@ def train_one_epoch(
     labelled = None if labelled_batches is None else _forever(labelled_batches)
     for index, batch in enumerate(batches):
         extra = None if labelled is None else _to(next(labelled), device)
-        for name, value in train_step(model, optimizers, _to(batch, device), extra, gradient_penalty).items():
+        for name, value in train_step(model, optimizers, _to(batch, device), extra, gradient_penalty, instance_noise).items():
             # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
             sums[name] = sums.get(name, 0.0) + value.detach().double()
             counts[name] = counts.get(name, 0) + 1
@@ -137,30 +138,49 @@ def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
 def evaluate(
     model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool = False
 ) -> dict[str, float]:
-    """NLL in nats per image given each image's own code, and given another image's code.
+    """NLL in nats per image given each image's own code and another image's, and how the
+    adversarial game stands.
 
     ``nll`` is -log p(x | f(x, n)). ``nll_other_code`` pairs each image with the code of the
     next image in its batch: the gap between the two is how much the decoder uses z, the
-    thing a PixelCNN decoder is known to learn to do without. With ``classify`` (a
-    semi-supervised model, whose categories are the classes) ``error`` is the categorical
-    head's error against the batches' labels, from one noise draw: an epoch-by-epoch view of
-    the score that the run's end measures on the test split.
+    thing a PixelCNN decoder is known to learn to do without. ``d_accuracy`` is the share of
+    the discriminator's calls that are right on these codes and as many prior samples (0.5:
+    it cannot tell them apart; 1: it wins outright). For a prior with categories,
+    ``top_probability`` is the mean largest probability of q(y|x) (1: one-hot codes, as the
+    prior's) and ``categories_used`` how many categories are some image's most probable one.
+    With ``classify`` (a semi-supervised model, whose categories are the classes) ``error``
+    is the categorical head's error against the batches' labels, from one noise draw: an
+    epoch-by-epoch view of the score that the run's end measures on the test split.
     """
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64)  # own-code NLL, other-code NLL, head errors, images
+    generator = torch.Generator().manual_seed(0)  # the prior samples D is scored on, apart from training's draws
+    categories = model.config.prior.categories
+    # own-code NLL, other-code NLL, head errors, images, top probabilities, D's right calls; then images per category
+    totals = torch.zeros(6 + categories, dtype=torch.float64)
     for batch in batches:
         images = batch.images.to(device)
         encoded = model.encoder(images)
         own = negative_log_likelihood(model.decoder(images, encoded.code), images).sum()
         other = negative_log_likelihood(model.decoder(images, encoded.code.roll(1, dims=0)), images).sum()
-        wrong = 0
-        if classify and encoded.logits is not None:
-            wrong = (encoded.logits.argmax(dim=1).cpu() != batch.labels).sum()
-        totals += torch.tensor([float(own), float(other), float(wrong), len(images)], dtype=torch.float64)
+        prior = model.prior.sample(len(images), generator).to(device)
+        calls = model.discriminator(torch.cat([prior, encoded.code.to(prior.dtype)])).float()  # [2B, parts]
+        right = (calls[: len(images)] > 0).float().mean(1).sum() + (calls[len(images) :] < 0).float().mean(1).sum()
+        wrong, top, used = 0.0, 0.0, torch.zeros(categories, dtype=torch.float64)
+        if encoded.logits is not None:
+            probs = encoded.logits.float().softmax(dim=1)
+            top = float(probs.max(dim=1).values.sum())
+            used = torch.bincount(probs.argmax(dim=1).cpu(), minlength=categories).double()
+            if classify:
+                wrong = float((probs.argmax(dim=1).cpu() != batch.labels).sum())
+        head = torch.tensor([float(own), float(other), wrong, len(images), top, float(right)], dtype=torch.float64)
+        totals += torch.cat([head, used])
     if _distributed():  # each worker saw its own shard
         totals = _sum_over_workers(totals)
     count = max(float(totals[3]), 1.0)
-    metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count}
+    metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count,
+               "d_accuracy": float(totals[5]) / (2 * count)}
+    if categories:
+        metrics |= {"top_probability": float(totals[4]) / count, "categories_used": float((totals[6:] > 0).sum())}
     if classify:
         metrics["error"] = float(totals[2]) / count
     return metrics
@@ -178,8 +198,10 @@ def fit(
     callbacks: Sequence[Callback] = (),
     device: torch.device | str = "cpu",
     gradient_penalty: float = 0.0,
+    instance_noise: float = 0.0,
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
+    ``instance_noise`` falls linearly from its value in the first epoch to none in the last.
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
@@ -188,8 +210,9 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
+        noise = instance_noise * (epochs - epoch) / max(epochs - 1, 1)
         metrics = train_one_epoch(
-            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty
+            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty, noise
         )
         if val_batches is not None:
             classify = labelled_batches is not None

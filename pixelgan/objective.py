@@ -77,8 +77,14 @@ def reconstruction_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor) 
     return {"nll": _step(optimizer, nll)}
 
 
+def _blurred(code: Tensor, instance_noise: float) -> Tensor:
+    """``code`` with N(0, instance_noise^2) noise added (Sonderby et al. 2017): D then judges
+    two overlapping distributions, so a soft code is not told from a one-hot sample at once."""
+    return code + instance_noise * torch.randn_like(code) if instance_noise else code
+
+
 def discriminator_step(
-    model: PixelGAN, optimizer: Optimizer, images: Tensor, gradient_penalty: float = 0.0
+    model: PixelGAN, optimizer: Optimizer, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0
 ) -> dict[str, Tensor]:
     """D's update on prior samples against codes, plus ``gradient_penalty`` times the squared
     norm of its input gradient at random points between the two (zero-centred, as in
@@ -88,8 +94,8 @@ def discriminator_step(
     and the encoder's steps against it wrecked the code; with 0.1 it did not (docs/model.md).
     """
     with torch.no_grad():
-        fake = model.encoder(images).code.float()
-    real = model.prior.sample(len(images), device=images.device)
+        fake = _blurred(model.encoder(images).code.float(), instance_noise)
+    real = _blurred(model.prior.sample(len(images), device=images.device), instance_noise)
     points = [real, fake]
     if gradient_penalty:
         mix = torch.rand(len(real), 1, device=real.device)
@@ -106,17 +112,17 @@ def discriminator_step(
     return {"d_loss": _step(optimizer, loss)} | metrics
 
 
-def generator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor) -> dict[str, Tensor]:
+def generator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor, instance_noise: float = 0.0) -> dict[str, Tensor]:
     """The encoder's update as the generator (the non-saturating loss, -log D(f(x, n)))."""
-    code = model.encoder(images).code
+    code = _blurred(model.encoder(images).code, instance_noise)
     return {"g_loss": _step(optimizer, _bce(model.discriminator(code), 1.0))}
 
 
 def adversarial_phase(
-    model: PixelGAN, optimizers: Optimizers, images: Tensor, gradient_penalty: float = 0.0
+    model: PixelGAN, optimizers: Optimizers, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0
 ) -> dict[str, Tensor]:
-    return discriminator_step(model, optimizers.discriminator, images, gradient_penalty) | generator_step(
-        model, optimizers.generator, images
+    return discriminator_step(model, optimizers.discriminator, images, gradient_penalty, instance_noise) | generator_step(
+        model, optimizers.generator, images, instance_noise
     )
 
 
@@ -134,10 +140,11 @@ def train_step(
     batch: Batch,
     labelled: Batch | None = None,
     gradient_penalty: float = 0.0,
+    instance_noise: float = 0.0,
 ) -> dict[str, Tensor]:
     """All phases on one mini-batch, in the paper's order; the supervised one on ``labelled``."""
     metrics = reconstruction_phase(model, optimizers.reconstruction, batch.images)
-    metrics |= adversarial_phase(model, optimizers, batch.images, gradient_penalty)
+    metrics |= adversarial_phase(model, optimizers, batch.images, gradient_penalty, instance_noise)
     if labelled is not None:
         if optimizers.supervised is None:
             raise ValueError("a labelled batch needs a prior with categories (prior.kind)")

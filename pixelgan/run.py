@@ -135,5 +135,5 @@ class Run:
             accelerated(model, self.speed, self.device), self.optimizers, self.train_batches,
             epochs=self.spec.train.epochs, start_epoch=self.start_epoch, val_batches=self.validation_batches,
             labelled_batches=self.labelled_batches, callbacks=[*own, *callbacks], device=self.device,
-            gradient_penalty=self.spec.train.gradient_penalty,
+            gradient_penalty=self.spec.train.gradient_penalty, instance_noise=self.spec.train.instance_noise,
         )

@@ -89,6 +89,17 @@ def test_the_discriminator_learns_to_score_prior_samples_above_codes() -> None:
     assert sum(losses[-10:]) / 10 < math.log(4) - 0.5
 
 
+def test_instance_noise_hides_the_codes_from_the_discriminator() -> None:
+    """The same steps as above with the codes and prior samples blurred by noise far wider
+    than the gap between them: D's loss stays near chance (ln 4)."""
+    torch.manual_seed(0)
+    model = make_model(PriorConfig("gaussian", 3))
+    optimizer = build_optimizers(model, TrainConfig(lr_discriminator=1e-2)).discriminator
+    batch = images(64)
+    losses = [float(discriminator_step(model, optimizer, batch, instance_noise=30.0)["d_loss"]) for _ in range(100)]
+    assert sum(losses[-10:]) / 10 > math.log(4) - 0.1
+
+
 def test_the_generator_step_pulls_codes_towards_what_the_discriminator_calls_prior() -> None:
     model = make_model()
     optimizers = build_optimizers(model, TrainConfig(lr_generator=1e-2))

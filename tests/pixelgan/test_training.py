@@ -51,6 +51,29 @@ def test_the_decoder_uses_the_code(mnist5k: tuple[torch.Tensor, torch.Tensor]) -
     assert nll["nll_other_code"] - nll["nll"] > Z_USE_MARGIN_NATS, nll
 
 
+def test_the_adversarial_diagnostics_read_what_the_code_and_the_discriminator_do() -> None:
+    """A head that always picks category 3 gives one-hot codes from one category; a
+    discriminator that calls everything a prior sample is right on exactly half its calls."""
+    model = PixelGAN(ModelConfig(prior=PriorConfig("categorical", 5), encoder=EncoderConfig(channels=(8, 8), hidden=32),
+                                 decoder=DecoderConfig(channels=8, n_layers=1, head_channels=8)))
+    with torch.no_grad():
+        model.encoder.categorical.weight.zero_()
+        model.encoder.categorical.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0]))  # x logit_scale 3: p(3) ~ 1
+        last = model.discriminator.nets[0][-1]
+        last.weight.zero_()
+        last.bias.fill_(5.0)
+    data = ImageDataset(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.zeros(40, dtype=torch.long))
+    metrics = evaluate(model, DataLoader(data, batch_size=16), "cpu")
+    assert metrics["categories_used"] == 1.0
+    assert metrics["top_probability"] > 0.999
+    assert metrics["d_accuracy"] == 0.5
+    with torch.no_grad():
+        model.encoder.categorical.bias.zero_()  # every category alike: the first wins each tie
+        last.bias.fill_(-5.0)
+    metrics = evaluate(model, DataLoader(data, batch_size=16), "cpu")
+    assert metrics["top_probability"] == pytest.approx(1 / 5) and metrics["d_accuracy"] == 0.5
+
+
 def test_the_validation_error_is_the_heads_error_on_the_labels_given(tmp_path: Path) -> None:
     """A deterministic encoder's own predictions as labels score 0, every one shifted scores 1,
     and a model without labels reports no error; in a process group of one, the same."""
