@@ -201,7 +201,8 @@ def fit(
     instance_noise: float = 0.0,
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
-    ``instance_noise`` falls linearly from its value in the first epoch to none in the last.
+    ``instance_noise`` falls linearly from its value in the first epoch to none in the last
+    (a one-epoch run keeps its value).
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
@@ -210,7 +211,7 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
-        noise = instance_noise * (epochs - epoch) / max(epochs - 1, 1)
+        noise = instance_noise * (epochs - epoch) / (epochs - 1) if epochs > 1 else instance_noise
         metrics = train_one_epoch(
             model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty, noise
         )

@@ -53,7 +53,8 @@ def test_the_decoder_uses_the_code(mnist5k: tuple[torch.Tensor, torch.Tensor]) -
 
 def test_the_adversarial_diagnostics_read_what_the_code_and_the_discriminator_do() -> None:
     """A head that always picks category 3 gives one-hot codes from one category; a
-    discriminator that calls everything a prior sample is right on exactly half its calls."""
+    discriminator that calls everything a prior sample is right on exactly half its calls, and
+    one that tells one-hot samples from the head's soft codes on all of them."""
     model = PixelGAN(ModelConfig(prior=PriorConfig("categorical", 5), encoder=EncoderConfig(channels=(8, 8), hidden=32),
                                  decoder=DecoderConfig(channels=8, n_layers=1, head_channels=8)))
     with torch.no_grad():
@@ -72,6 +73,13 @@ def test_the_adversarial_diagnostics_read_what_the_code_and_the_discriminator_do
         last.bias.fill_(-5.0)
     metrics = evaluate(model, DataLoader(data, batch_size=16), "cpu")
     assert metrics["top_probability"] == pytest.approx(1 / 5) and metrics["d_accuracy"] == 0.5
+
+    class OneHotSpotter(torch.nn.Module):
+        def forward(self, code: torch.Tensor) -> torch.Tensor:  # "prior" exactly on one-hot rows
+            return torch.where(code.max(dim=1, keepdim=True).values > 0.99, 5.0, -5.0)
+
+    model.discriminator = OneHotSpotter()
+    assert evaluate(model, DataLoader(data, batch_size=16), "cpu")["d_accuracy"] == 1.0, "right on every call"
 
 
 def test_the_validation_error_is_the_heads_error_on_the_labels_given(tmp_path: Path) -> None:
