@@ -226,6 +226,9 @@ class TrainConfig:
     ``instance_noise`` is the standard deviation of Gaussian noise added to every code the
     discriminator sees, prior samples and encoded codes alike, in the first epoch, falling
     linearly to none in the last (0: none).
+    ``prior_temperature`` draws the categorical prior's samples that the discriminator sees
+    relaxed at that temperature (Gumbel-softmax) in the first epoch, falling linearly to
+    one-hot samples in the last (0: one-hot throughout).
     ``label_shift`` moves each labelled image by up to that many pixels every time the
     supervised phase draws it (0: none): with 20 labels the head otherwise learns its two
     images of each digit as exceptions while the categories form under other digits' names.
@@ -248,6 +251,7 @@ class TrainConfig:
     lr_schedule: LrSchedule = "constant"
     gradient_penalty: float = 0.0
     instance_noise: float = 0.0
+    prior_temperature: float = 0.0
     label_shift: int = 0
     label_rotation: float = 0.0
     binarize: Binarize = "stochastic"
@@ -266,6 +270,7 @@ class TrainConfig:
         _choice("train.lr_schedule", self.lr_schedule, typing.get_args(LrSchedule))
         _at_least("train.gradient_penalty", self.gradient_penalty, 0)
         _at_least("train.instance_noise", self.instance_noise, 0)
+        _at_least("train.prior_temperature", self.prior_temperature, 0)
         _at_least("train.label_shift", self.label_shift, 0)
         if not 0 <= self.label_rotation <= 180:
             raise ConfigError(f"train.label_rotation={self.label_rotation} must be degrees in [0, 180]")

@@ -91,6 +91,7 @@ def train_one_epoch(
     labelled_batches: Iterable[Batch] | None = None,
     gradient_penalty: float = 0.0,
     instance_noise: float = 0.0,
+    prior_temperature: float = 0.0,
 ) -> dict[str, float]:
     """Run every phase on every batch; return each loss's mean over the epoch's batches.
 
@@ -103,7 +104,9 @@ def train_one_epoch(
     labelled = None if labelled_batches is None else _forever(labelled_batches)
     for index, batch in enumerate(batches):
         extra = None if labelled is None else _to(next(labelled), device)
-        for name, value in train_step(model, optimizers, _to(batch, device), extra, gradient_penalty, instance_noise).items():
+        for name, value in train_step(
+            model, optimizers, _to(batch, device), extra, gradient_penalty, instance_noise, prior_temperature
+        ).items():
             # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
             sums[name] = sums.get(name, 0.0) + value.detach().double()
             counts[name] = counts.get(name, 0) + 1
@@ -199,10 +202,11 @@ def fit(
     device: torch.device | str = "cpu",
     gradient_penalty: float = 0.0,
     instance_noise: float = 0.0,
+    prior_temperature: float = 0.0,
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
-    ``instance_noise`` falls linearly from its value in the first epoch to none in the last
-    (a one-epoch run keeps its value).
+    ``instance_noise`` and ``prior_temperature`` fall linearly from their values in the first
+    epoch to none in the last (a one-epoch run keeps its values).
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
@@ -211,9 +215,10 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
-        noise = instance_noise * (epochs - epoch) / (epochs - 1) if epochs > 1 else instance_noise
+        remaining = (epochs - epoch) / (epochs - 1) if epochs > 1 else 1.0
         metrics = train_one_epoch(
-            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty, noise
+            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty,
+            instance_noise * remaining, prior_temperature * remaining,
         )
         if val_batches is not None:
             classify = labelled_batches is not None

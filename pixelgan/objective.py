@@ -84,7 +84,8 @@ def _blurred(code: Tensor, instance_noise: float) -> Tensor:
 
 
 def discriminator_step(
-    model: PixelGAN, optimizer: Optimizer, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0
+    model: PixelGAN, optimizer: Optimizer, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0,
+    prior_temperature: float = 0.0,
 ) -> dict[str, Tensor]:
     """D's update on prior samples against codes, plus ``gradient_penalty`` times the squared
     norm of its input gradient at random points between the two (zero-centred, as in
@@ -92,10 +93,12 @@ def discriminator_step(
 
     Why: without it D ran away in the paper-profile semi-supervised runs (g_loss up to 299)
     and the encoder's steps against it wrecked the code; with 0.1 it did not (docs/model.md).
+    ``prior_temperature`` above 0 draws the categorical prior's samples relaxed, as soft as
+    an encoder's softmax can be, so that softness alone does not give a code away.
     """
     with torch.no_grad():
         fake = _blurred(model.encoder(images).code.float(), instance_noise)
-    real = _blurred(model.prior.sample(len(images), device=images.device), instance_noise)
+    real = _blurred(model.prior.sample(len(images), device=images.device, temperature=prior_temperature), instance_noise)
     points = [real, fake]
     if gradient_penalty:
         mix = torch.rand(len(real), 1, device=real.device)
@@ -119,9 +122,12 @@ def generator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor, instan
 
 
 def adversarial_phase(
-    model: PixelGAN, optimizers: Optimizers, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0
+    model: PixelGAN, optimizers: Optimizers, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0,
+    prior_temperature: float = 0.0,
 ) -> dict[str, Tensor]:
-    return discriminator_step(model, optimizers.discriminator, images, gradient_penalty, instance_noise) | generator_step(
+    return discriminator_step(
+        model, optimizers.discriminator, images, gradient_penalty, instance_noise, prior_temperature
+    ) | generator_step(
         model, optimizers.generator, images, instance_noise
     )
 
@@ -141,10 +147,11 @@ def train_step(
     labelled: Batch | None = None,
     gradient_penalty: float = 0.0,
     instance_noise: float = 0.0,
+    prior_temperature: float = 0.0,
 ) -> dict[str, Tensor]:
     """All phases on one mini-batch, in the paper's order; the supervised one on ``labelled``."""
     metrics = reconstruction_phase(model, optimizers.reconstruction, batch.images)
-    metrics |= adversarial_phase(model, optimizers, batch.images, gradient_penalty, instance_noise)
+    metrics |= adversarial_phase(model, optimizers, batch.images, gradient_penalty, instance_noise, prior_temperature)
     if labelled is not None:
         if optimizers.supervised is None:
             raise ValueError("a labelled batch needs a prior with categories (prior.kind)")

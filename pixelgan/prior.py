@@ -33,12 +33,22 @@ class GaussianPrior:
 
 @dataclass(frozen=True)
 class CategoricalPrior:
-    """Uniform over ``dim`` categories, sampled as one-hot vectors."""
+    """Uniform over ``dim`` categories, sampled as one-hot vectors, or at a ``temperature``
+    above 0 as relaxed ones (Gumbel-softmax, Jang et al. 2017; Maddison et al. 2017): soft
+    points near the corners, softer as the temperature rises, one-hot in the limit."""
 
     dim: int
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
-        index = torch.randint(self.dim, (n,), generator=generator, device=_device(generator, device))
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+        temperature: float = 0.0,
+    ) -> Tensor:
+        device = _device(generator, device)
+        if temperature > 0:
+            uniform = torch.rand(n, self.dim, generator=generator, device=device).clamp_min(torch.finfo(torch.float32).tiny)
+            gumbel = -(-uniform.log()).log()
+            return (gumbel / temperature).softmax(dim=1)
+        index = torch.randint(self.dim, (n,), generator=generator, device=device)
         return F.one_hot(index, self.dim).float()
 
 
@@ -50,9 +60,16 @@ class ProductPrior:
     def dim(self) -> int:
         return sum(part.dim for part in self.parts)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
-        """[n, dim] codes, the parts side by side in order."""
-        return torch.cat([part.sample(n, generator, device) for part in self.parts], dim=1)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+        temperature: float = 0.0,
+    ) -> Tensor:
+        """[n, dim] codes, the parts side by side in order; ``temperature`` softens the
+        categorical part (``CategoricalPrior``)."""
+        return torch.cat([
+            part.sample(n, generator, device, temperature) if isinstance(part, CategoricalPrior) else part.sample(n, generator, device)
+            for part in self.parts
+        ], dim=1)
 
     def split(self, code: Tensor) -> tuple[Tensor, ...]:
         return code.split([part.dim for part in self.parts], dim=1)

@@ -136,4 +136,5 @@ class Run:
             epochs=self.spec.train.epochs, start_epoch=self.start_epoch, val_batches=self.validation_batches,
             labelled_batches=self.labelled_batches, callbacks=[*own, *callbacks], device=self.device,
             gradient_penalty=self.spec.train.gradient_penalty, instance_noise=self.spec.train.instance_noise,
+            prior_temperature=self.spec.train.prior_temperature,
         )

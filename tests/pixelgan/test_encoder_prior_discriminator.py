@@ -85,6 +85,18 @@ def test_priors_sample_what_they_promise() -> None:
     assert style.mean(dim=0).abs().max() < 0.05 and (style.std(dim=0) - 1).abs().max() < 0.05
 
 
+def test_a_temperature_softens_only_the_categorical_samples_and_less_as_it_falls() -> None:
+    prior = build_prior(PriorConfig("categorical_gaussian", 6, 3))
+    tops = []
+    for temperature in (2.0, 0.5, 0.1):
+        soft, style = prior.split(prior.sample(5000, torch.Generator().manual_seed(0), temperature=temperature))
+        assert torch.allclose(soft.sum(dim=1), torch.ones(5000)) and (soft > 0).all(), "points inside the simplex"
+        assert (soft.argmax(dim=1).bincount(minlength=6) - 5000 / 6).abs().max() < 150, "still uniform over the categories"
+        assert (style.std(dim=0) - 1).abs().max() < 0.05, "the Gaussian part is untouched"
+        tops.append(float(soft.max(dim=1).values.mean()))
+    assert tops[0] < tops[1] < tops[2] and tops[0] < 0.6 < 0.9 < tops[2], tops
+
+
 def test_the_discriminator_has_one_network_per_part_of_the_prior() -> None:
     config = tiny_model_config()
     for prior_config, parts in ((PriorConfig("gaussian", 3), 1), (PriorConfig("categorical_gaussian", 4, 2), 2)):

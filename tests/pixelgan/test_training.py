@@ -251,3 +251,19 @@ def test_bad_settings_are_refused_by_name_before_training(data: Path, tmp_path: 
     assert cli_run(tmp_path, data, *SEMI, override) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("epochs,expected", [(3, [(0.4, 1.0), (0.2, 0.5), (0.0, 0.0)]), (1, [(0.4, 1.0)])])
+def test_what_softens_ds_view_falls_to_none_by_the_last_epoch(
+    monkeypatch: pytest.MonkeyPatch, epochs: int, expected: list[tuple[float, float]]
+) -> None:
+    """Instance noise and the prior's temperature, epoch by epoch; a one-epoch run keeps both."""
+    seen = []
+
+    def one_epoch(*args, **kwargs) -> dict[str, float]:
+        seen.append(tuple(round(value, 6) for value in args[-2:]))
+        return {}
+
+    monkeypatch.setattr("pixelgan.engine.train_one_epoch", one_epoch)
+    fit(None, None, [], epochs=epochs, instance_noise=0.4, prior_temperature=1.0)  # type: ignore[arg-type]
+    assert seen == expected
