@@ -228,7 +228,8 @@ class TrainConfig:
     linearly to none in the last (0: none).
     ``prior_temperature`` draws the categorical prior's samples that the discriminator sees
     relaxed at that temperature (Gumbel-softmax) in the first epoch, falling linearly to
-    one-hot samples in the last (0: one-hot throughout).
+    one-hot samples in the last (0: one-hot throughout; a one-epoch run keeps it, as it
+    keeps its instance noise).
     ``label_shift`` moves each labelled image by up to that many pixels every time the
     supervised phase draws it (0: none): with 20 labels the head otherwise learns its two
     images of each digit as exceptions while the categories form under other digits' names.

@@ -45,7 +45,8 @@ class CategoricalPrior:
     ) -> Tensor:
         device = _device(generator, device)
         if temperature > 0:
-            uniform = torch.rand(n, self.dim, generator=generator, device=device).clamp_min(torch.finfo(torch.float32).tiny)
+            tiny = torch.finfo(torch.float32).tiny
+            uniform = torch.rand(n, self.dim, generator=generator, device=device).clamp(tiny, 1 - 2**-24)
             gumbel = -(-uniform.log()).log()
             return (gumbel / temperature).softmax(dim=1)
         index = torch.randint(self.dim, (n,), generator=generator, device=device)

@@ -26,7 +26,8 @@ def test_the_ray_up_config_is_valid_with_cpu_and_gpu_workers() -> None:
 
 TINY_PIPELINE = [
     "dataset=digits", "dataset.validation_size=180", "dataset.test_size=180", *TINY_MODEL_OVERRIDES,
-    "train.epochs=1", "sweep.gaussian=[2]", "sweep.categorical=[4]",
+    "train.epochs=1", *(f"runs.{name}.train.epochs=1" for name in ("semi_supervised", "gaussian", "pixelcnn", "aae")),
+    "sweep.gaussian=[2]", "sweep.categorical=[4]",
     "eval.samples=20", "eval.classifier_epochs=1", "eval.kmeans_restarts=1", "eval.posterior_draws=2",
     "eval.figure_rows=2", "eval.figure_columns=2",
 ]
