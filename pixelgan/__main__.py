@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, from_dict
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
@@ -77,6 +77,13 @@ def identity(spec: TrainSpec) -> dict[str, Any]:
     return tree
 
 
+def saved_identity(saved: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
+    """A checkpoint's identity as this code reads it: a setting added since it was written
+    takes its default, which is how that run behaved (new options default to the old way)."""
+    parts = {name: from_dict(type(getattr(spec, name)), part, f"{name}.") for name, part in saved.items()}
+    return identity(dataclasses.replace(spec, **parts))
+
+
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
     """``name <saved> in the checkpoint, <wanted> now`` for every setting that differs, nested
     dicts flattened to dotted names, so a refused resume says what to pass."""
@@ -110,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {checkpoint} was written by an earlier python -m pixelgan, whose runs this one "
                   "cannot continue; pass another --out or delete that folder", file=sys.stderr)
             return 2
-        if changed := differences(state["run"]["spec"], wanted):
+        try:
+            saved = saved_identity(state["run"]["spec"], spec)
+        except ConfigError as error:
+            print(f"error: {checkpoint} holds a setting this code no longer has ({error}); "
+                  "pass another --out or delete that folder", file=sys.stderr)
+            return 2
+        if changed := differences(saved, wanted):
             print(f"error: {checkpoint} belongs to a run with other settings ({'; '.join(changed)}); "
                   "pass those, another --out, or delete that folder", file=sys.stderr)
             return 2

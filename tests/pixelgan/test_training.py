@@ -132,6 +132,12 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     assert cli_run(tmp_path, data, "train.epochs=2", "dataset.seed=1") == 2, "another split of the data"
     assert "dataset.seed 0 in the checkpoint, 1 now" in capsys.readouterr().err
     # ... while asking for more epochs, or another speed switch, is not: it carries on from the checkpoint,
+    # even one written before a setting existed (it reads as its default, as that run behaved),
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["run"]["spec"]["train"]["prior_temperature"]
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    assert cli_run(tmp_path, data, "train.epochs=2", "train.precision=fp32", "train.prior_temperature=0.5") == 2
+    assert "train.prior_temperature 0.0 in the checkpoint, 0.5 now" in capsys.readouterr().err
     assert cli_run(tmp_path, data, "train.epochs=2", "train.precision=fp32") == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
