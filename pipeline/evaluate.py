@@ -67,13 +67,19 @@ def score_with_samples(model: PixelGAN, splits: Splits, classifier: Classifier, 
     """The library's scores of one model and the quality of its samples from the prior."""
     scores = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
                          semi_supervised=semi_supervised, seed=config.seed)
+    scores["samples"] = prior_sample_quality(model, classifier, splits.test, config)
+    return scores
+
+
+def prior_sample_quality(model: PixelGAN, classifier: Classifier, test: Split, config: EvalConfig) -> dict[str, float]:
+    """``eval.samples`` draws from the prior scored by the classifier against the test images,
+    with the category purity of each category's draws for a categorical prior."""
     categories = model.config.prior.categories
     generator = torch.Generator().manual_seed(config.seed)
     z = model.prior.sample(config.samples, generator)
     samples = sample(model.decoder, z, generator)
-    test_images = data_form(torch.from_numpy(splits.test.images), model.config.decoder.likelihood)
-    scores["samples"] = sample_quality(classifier, samples, test_images, z[:, :categories].argmax(1) if categories else None)
-    return scores
+    test_images = data_form(torch.from_numpy(test.images), model.config.decoder.likelihood)
+    return sample_quality(classifier, samples, test_images, z[:, :categories].argmax(1) if categories else None)
 
 
 def figure_2(panels: list[torch.Tensor], per_row: int, path: Path) -> None:

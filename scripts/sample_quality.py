@@ -1,0 +1,51 @@
+"""The evaluate stage's sample scores, category purity among them, for runs of ``python -m pixelgan``.
+
+``python scripts/sample_quality.py models/classifier.pt data/mnist runs/clustering-seed*`` draws
+``eval.samples`` codes (params.yaml) from each run's prior, decodes them and prints, per run, the share of
+each category's samples that the classifier gives that category's commonest label (averaged
+over categories: 1 when every row of the Figure 4 grid holds one digit), beside the other
+scores of ``pixelgan.classifier.sample_quality``. The classifier comes from the classifier
+stage run on the same data set (``python -m pipeline.classifier dataset=mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from pipeline.classifier import load_classifier
+from pipeline.evaluate import prior_sample_quality
+from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.params import eval_config, load_params
+from pixelgan.run import read_prepared
+
+COLUMNS = ("category_purity", "confidence", "label_entropy", "classifier_score", "frechet_distance")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("classifier", type=Path, help="the classifier stage's classifier.pt, trained on the runs' data set")
+    parser.add_argument("data", type=Path, help="a prepared folder with a test split (data/mnist)")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
+    args = parser.parse_args(argv)
+    classifier, record = load_classifier(args.classifier)
+    test = read_prepared(args.data).test
+    config = eval_config(load_params())  # eval.samples and eval.seed, as the evaluate stage reads them
+    print(f"| run | {' | '.join(COLUMNS)} |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for run in args.runs:
+        if not (run / "checkpoint.pt").exists():
+            raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
+        model = model_from_checkpoint(load_checkpoint(run / "checkpoint.pt")).eval()
+        if model.config.decoder.likelihood != record["likelihood"]:
+            raise SystemExit(f"error: {run} decodes {model.config.decoder.likelihood!r} images, the classifier "
+                             f"{args.classifier} was trained on {record['likelihood']!r} ones")
+        with torch.no_grad():
+            scores = prior_sample_quality(model, classifier, test, config)
+        print(f"| {run.name} | " + " | ".join(f"{scores[c]:.3f}" if c in scores else "" for c in COLUMNS) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""scripts/sample_quality.py: the evaluate stage's sample scores for runs of python -m pixelgan."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.classifier import load_classifier
+from pipeline.evaluate import prior_sample_quality
+from pixelgan.checkpoint import checkpoint_state, save_checkpoint
+from pixelgan.classifier import Classifier
+from pixelgan.config import DatasetConfig, PriorConfig
+from pixelgan.data.prepare import prepare_dataset
+from pixelgan.model import PixelGAN
+from pixelgan.params import eval_config, load_params
+from pixelgan.run import read_prepared
+from tests.helpers import tiny_model_config
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "sample_quality.py"
+spec = importlib.util.spec_from_file_location("sample_quality", SCRIPT)
+assert spec is not None and spec.loader is not None
+sample_quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sample_quality)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "digits", root / "raw")
+    return root / "digits"
+
+
+def save_classifier(path: Path, likelihood: str) -> Path:
+    """An untrained classifier in the classifier stage's format."""
+    torch.manual_seed(0)
+    torch.save({"weights": Classifier(1, 8, 8, classes=10).state_dict(), "shape": [1, 8, 8], "classes": 10,
+                "likelihood": likelihood, "dataset": "digits"}, path)
+    return path
+
+
+def save_run(path: Path, model: PixelGAN) -> Path:
+    path.mkdir()
+    save_checkpoint(path / "checkpoint.pt", checkpoint_state(model, epoch=0))
+    return path
+
+
+def test_the_table_holds_the_evaluate_stages_scores(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    model = PixelGAN(tiny_model_config(image=read_prepared(digits).image, prior=PriorConfig("categorical", 10))).eval()
+    run = save_run(tmp_path / "run", model)
+    classifier = save_classifier(tmp_path / "classifier.pt", "bernoulli")
+    sample_quality.main([str(classifier), str(digits), str(run)])
+    header, rule, row = capsys.readouterr().out.splitlines()
+    assert header.split(" | ")[1] == "category_purity" and row.startswith("| run | ")
+    with torch.no_grad():
+        expected = prior_sample_quality(model, load_classifier(classifier)[0], read_prepared(digits).test,
+                                        eval_config(load_params()))
+    assert 0.1 <= expected["category_purity"] <= 1.0
+    assert row.split(" | ")[1] == f"{expected['category_purity']:.3f}"
+
+
+def test_a_classifier_of_another_data_form_or_a_folder_without_a_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
+    image = read_prepared(digits).image
+    categorical = PriorConfig("categorical", 10)
+    eight_bit = save_run(tmp_path / "eight_bit", PixelGAN(tiny_model_config(image=image, prior=categorical, likelihood="categorical")))
+    classifier = save_classifier(tmp_path / "classifier.pt", "bernoulli")
+    with pytest.raises(SystemExit, match=r"eight_bit decodes 'categorical' images, the classifier .*classifier.pt was trained on 'bernoulli'"):
+        sample_quality.main([str(classifier), str(digits), str(eight_bit)])
+    with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
+        sample_quality.main([str(classifier), str(digits), str(tmp_path / "empty")])
