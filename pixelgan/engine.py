@@ -16,7 +16,7 @@ from torch import Tensor
 from pixelgan.data import Batch
 from pixelgan.decoder import negative_log_likelihood
 from pixelgan.model import PixelGAN
-from pixelgan.objective import Optimizers, train_step
+from pixelgan.objective import AdversarialGame, Optimizers, train_step
 
 
 class Callback:
@@ -89,9 +89,7 @@ def train_one_epoch(
     epoch: int = 1,
     callbacks: Sequence[Callback] = (),
     labelled_batches: Iterable[Batch] | None = None,
-    gradient_penalty: float = 0.0,
-    instance_noise: float = 0.0,
-    prior_temperature: float = 0.0,
+    game: AdversarialGame = AdversarialGame(),
 ) -> dict[str, float]:
     """Run every phase on every batch; return each loss's mean over the epoch's batches.
 
@@ -104,9 +102,7 @@ def train_one_epoch(
     labelled = None if labelled_batches is None else _forever(labelled_batches)
     for index, batch in enumerate(batches):
         extra = None if labelled is None else _to(next(labelled), device)
-        for name, value in train_step(
-            model, optimizers, _to(batch, device), extra, gradient_penalty, instance_noise, prior_temperature
-        ).items():
+        for name, value in train_step(model, optimizers, _to(batch, device), extra, game).items():
             # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
             sums[name] = sums.get(name, 0.0) + value.detach().double()
             counts[name] = counts.get(name, 0) + 1
@@ -200,13 +196,11 @@ def fit(
     labelled_batches: Iterable[Batch] | None = None,
     callbacks: Sequence[Callback] = (),
     device: torch.device | str = "cpu",
-    gradient_penalty: float = 0.0,
-    instance_noise: float = 0.0,
-    prior_temperature: float = 0.0,
+    game: AdversarialGame = AdversarialGame(),
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
-    ``instance_noise`` and ``prior_temperature`` fall linearly from their values in the first
-    epoch to none in the last (a one-epoch run keeps its values).
+    The ``game``'s softening falls linearly from whole in the first epoch to none in the last
+    (a one-epoch run keeps it whole).
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
@@ -217,8 +211,7 @@ def fit(
         started = time.perf_counter()
         remaining = (epochs - epoch) / (epochs - 1) if epochs > 1 else 1.0
         metrics = train_one_epoch(
-            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, gradient_penalty,
-            instance_noise * remaining, prior_temperature * remaining,
+            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, game.softened(remaining)
         )
         if val_batches is not None:
             classify = labelled_batches is not None

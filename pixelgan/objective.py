@@ -3,8 +3,9 @@
 - reconstruction: minimise -log p(x | z) with z = f(x, n); the decoder takes a step, and so
   does the encoder, through the gradient that reaches it via the adaptive biases;
 - adversarial: the discriminator learns to tell prior samples from codes, then the encoder,
-  as its generator, learns to pass its codes off as prior samples; ``gradient_penalty``
-  (``train.gradient_penalty``) keeps the discriminator's slope near zero between the two;
+  as its generator, learns to pass its codes off as prior samples; ``AdversarialGame``
+  holds what regularises D and softens what it sees (``train.gradient_penalty``,
+  ``train.instance_noise``, ``train.prior_temperature``);
 - supervised (semi-supervised runs): cross-entropy of the categorical head on a mini-batch of
   labelled images drawn beside each unlabelled one (as in the AAE).
 
@@ -15,6 +16,7 @@ another's step. Phases return detached losses, not floats, so a GPU step never w
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,26 @@ class Optimizers:
         for name, opt in vars(self).items():
             if opt is not None:
                 opt.load_state_dict(state[name])
+
+
+@dataclass(frozen=True)
+class AdversarialGame:
+    """What regularises D and softens its view, each 0 for none: ``gradient_penalty``
+    (``discriminator_step``), ``instance_noise`` on prior samples and codes alike, and
+    ``prior_temperature``, for categorical prior samples as soft as a softmax code."""
+
+    gradient_penalty: float = 0.0
+    instance_noise: float = 0.0
+    prior_temperature: float = 0.0
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> AdversarialGame:
+        return cls(config.gradient_penalty, config.instance_noise, config.prior_temperature)
+
+    def softened(self, share: float) -> AdversarialGame:
+        """The game with ``share`` of its softening left (the penalty stays whole)."""
+        return dataclasses.replace(self, instance_noise=self.instance_noise * share,
+                                   prior_temperature=self.prior_temperature * share)
 
 
 def build_optimizers(model: PixelGAN, config: TrainConfig) -> Optimizers:
@@ -84,21 +106,22 @@ def _blurred(code: Tensor, instance_noise: float) -> Tensor:
 
 
 def discriminator_step(
-    model: PixelGAN, optimizer: Optimizer, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0,
-    prior_temperature: float = 0.0,
+    model: PixelGAN, optimizer: Optimizer, images: Tensor, game: AdversarialGame = AdversarialGame()
 ) -> dict[str, Tensor]:
-    """D's update on prior samples against codes, plus ``gradient_penalty`` times the squared
+    """D's update on prior samples against codes, plus ``game.gradient_penalty`` times the squared
     norm of its input gradient at random points between the two (zero-centred, as in
     Mescheder et al. 2018 and Thanh-Tung et al. 2019).
 
     Why: without it D ran away in the paper-profile semi-supervised runs (g_loss up to 299)
     and the encoder's steps against it wrecked the code; with 0.1 it did not (docs/model.md).
-    ``prior_temperature`` above 0 draws the categorical prior's samples relaxed, as soft as
+    ``game.prior_temperature`` above 0 draws the categorical prior's samples relaxed, as soft as
     an encoder's softmax can be, so that softness alone does not give a code away.
     """
+    gradient_penalty = game.gradient_penalty
     with torch.no_grad():
-        fake = _blurred(model.encoder(images).code.float(), instance_noise)
-    real = _blurred(model.prior.sample(len(images), device=images.device, temperature=prior_temperature), instance_noise)
+        fake = _blurred(model.encoder(images).code.float(), game.instance_noise)
+    real = _blurred(model.prior.sample(len(images), device=images.device, temperature=game.prior_temperature),
+                    game.instance_noise)
     points = [real, fake]
     if gradient_penalty:
         mix = torch.rand(len(real), 1, device=real.device)
@@ -115,21 +138,19 @@ def discriminator_step(
     return {"d_loss": _step(optimizer, loss)} | metrics
 
 
-def generator_step(model: PixelGAN, optimizer: Optimizer, images: Tensor, instance_noise: float = 0.0) -> dict[str, Tensor]:
+def generator_step(
+    model: PixelGAN, optimizer: Optimizer, images: Tensor, game: AdversarialGame = AdversarialGame()
+) -> dict[str, Tensor]:
     """The encoder's update as the generator (the non-saturating loss, -log D(f(x, n)))."""
-    code = _blurred(model.encoder(images).code, instance_noise)
+    code = _blurred(model.encoder(images).code, game.instance_noise)
     return {"g_loss": _step(optimizer, _bce(model.discriminator(code), 1.0))}
 
 
 def adversarial_phase(
-    model: PixelGAN, optimizers: Optimizers, images: Tensor, gradient_penalty: float = 0.0, instance_noise: float = 0.0,
-    prior_temperature: float = 0.0,
+    model: PixelGAN, optimizers: Optimizers, images: Tensor, game: AdversarialGame = AdversarialGame()
 ) -> dict[str, Tensor]:
-    return discriminator_step(
-        model, optimizers.discriminator, images, gradient_penalty, instance_noise, prior_temperature
-    ) | generator_step(
-        model, optimizers.generator, images, instance_noise
-    )
+    return (discriminator_step(model, optimizers.discriminator, images, game)
+            | generator_step(model, optimizers.generator, images, game))
 
 
 def supervised_phase(model: PixelGAN, optimizer: Optimizer, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -145,13 +166,11 @@ def train_step(
     optimizers: Optimizers,
     batch: Batch,
     labelled: Batch | None = None,
-    gradient_penalty: float = 0.0,
-    instance_noise: float = 0.0,
-    prior_temperature: float = 0.0,
+    game: AdversarialGame = AdversarialGame(),
 ) -> dict[str, Tensor]:
     """All phases on one mini-batch, in the paper's order; the supervised one on ``labelled``."""
     metrics = reconstruction_phase(model, optimizers.reconstruction, batch.images)
-    metrics |= adversarial_phase(model, optimizers, batch.images, gradient_penalty, instance_noise, prior_temperature)
+    metrics |= adversarial_phase(model, optimizers, batch.images, game)
     if labelled is not None:
         if optimizers.supervised is None:
             raise ValueError("a labelled batch needs a prior with categories (prior.kind)")

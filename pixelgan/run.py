@@ -28,7 +28,7 @@ from pixelgan.data.parquet import read_split
 from pixelgan.data.splits import Split, labelled_rows
 from pixelgan.engine import Callback, PrintProgress, fit
 from pixelgan.model import PixelGAN
-from pixelgan.objective import build_optimizers
+from pixelgan.objective import AdversarialGame, build_optimizers
 from pixelgan.params import Paths, TrainSpec
 from pixelgan.schedule import LearningRateSchedule
 from pixelgan.speed import accelerated, resolve
@@ -135,6 +135,5 @@ class Run:
             accelerated(model, self.speed, self.device), self.optimizers, self.train_batches,
             epochs=self.spec.train.epochs, start_epoch=self.start_epoch, val_batches=self.validation_batches,
             labelled_batches=self.labelled_batches, callbacks=[*own, *callbacks], device=self.device,
-            gradient_penalty=self.spec.train.gradient_penalty, instance_noise=self.spec.train.instance_noise,
-            prior_temperature=self.spec.train.prior_temperature,
+            game=AdversarialGame.of(self.spec.train),
         )

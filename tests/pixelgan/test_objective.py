@@ -11,6 +11,7 @@ from pixelgan.config import PriorConfig, TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import (
+    AdversarialGame,
     build_optimizers,
     discriminator_step,
     generator_step,
@@ -96,7 +97,7 @@ def test_instance_noise_hides_the_codes_from_the_discriminator() -> None:
     model = make_model(PriorConfig("gaussian", 3))
     optimizer = build_optimizers(model, TrainConfig(lr_discriminator=1e-2)).discriminator
     batch = images(64)
-    losses = [float(discriminator_step(model, optimizer, batch, instance_noise=30.0)["d_loss"]) for _ in range(100)]
+    losses = [float(discriminator_step(model, optimizer, batch, AdversarialGame(instance_noise=30.0))["d_loss"]) for _ in range(100)]
     assert sum(losses[-10:]) / 10 > math.log(4) - 0.1
 
 
@@ -135,7 +136,7 @@ def test_the_gradient_penalty_flattens_the_discriminator_between_prior_and_codes
         optimizers = build_optimizers(model, TrainConfig(lr_discriminator=1e-2))
         x = images(32)
         for _ in range(40):
-            metrics = discriminator_step(model, optimizers.discriminator, x, gradient_penalty=weight)
+            metrics = discriminator_step(model, optimizers.discriminator, x, AdversarialGame(gradient_penalty=weight))
         assert ("d_penalty" in metrics) == bool(weight)
         slopes[weight] = _slope_between_prior_and_codes(model, x, torch.zeros(32, model.config.encoder.noise_dim))
     assert slopes[10.0] < 0.2 * slopes[0.0]
@@ -156,7 +157,7 @@ def test_the_penalised_discriminator_step_runs_under_ddp_as_without_it(tmp_path)
         for model in (plain, wrapped):
             optimizers = build_optimizers(model, TrainConfig())
             torch.manual_seed(1)
-            discriminator_step(model, optimizers.discriminator, x, gradient_penalty=5.0)
+            discriminator_step(model, optimizers.discriminator, x, AdversarialGame(gradient_penalty=5.0))
         for (name, a), b in zip(plain.discriminator.named_parameters(), wrapped.discriminator.parameters()):
             torch.testing.assert_close(a, b, msg=name)
     finally:
@@ -209,3 +210,10 @@ def test_an_epochs_mean_counts_every_step_of_a_bf16_metric(monkeypatch: pytest.M
     with torch.autocast("cpu", dtype=torch.bfloat16):
         metrics = supervised_phase(model, build_optimizers(model, TrainConfig()).supervised, images, labels)
     assert metrics["sup_acc"].dtype == torch.float32
+
+
+def test_the_game_takes_each_setting_of_its_own_name_from_the_train_config() -> None:
+    config = TrainConfig(gradient_penalty=0.1, instance_noise=0.2, prior_temperature=0.3)
+    game = AdversarialGame.of(config)
+    assert game == AdversarialGame(gradient_penalty=0.1, instance_noise=0.2, prior_temperature=0.3)
+    assert game.softened(0.5) == AdversarialGame(gradient_penalty=0.1, instance_noise=0.1, prior_temperature=0.15)

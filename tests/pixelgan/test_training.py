@@ -24,7 +24,7 @@ from pixelgan.data import ImageDataset
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import evaluate, fit
 from pixelgan.model import PixelGAN
-from pixelgan.objective import build_optimizers
+from pixelgan.objective import AdversarialGame, build_optimizers
 from tests.helpers import cli_run
 
 Z_USE_MARGIN_NATS = 10.0
@@ -267,9 +267,11 @@ def test_what_softens_ds_view_falls_to_none_by_the_last_epoch(
     seen = []
 
     def one_epoch(*args, **kwargs) -> dict[str, float]:
-        seen.append(tuple(round(value, 6) for value in args[-2:]))
+        game = args[-1]
+        seen.append((round(game.instance_noise, 6), round(game.prior_temperature, 6)))
+        assert game.gradient_penalty == 0.5, "the penalty is not annealed"
         return {}
 
     monkeypatch.setattr("pixelgan.engine.train_one_epoch", one_epoch)
-    fit(None, None, [], epochs=epochs, instance_noise=0.4, prior_temperature=1.0)  # type: ignore[arg-type]
+    fit(None, None, [], epochs=epochs, game=AdversarialGame(0.5, 0.4, 1.0))  # type: ignore[arg-type]
     assert seen == expected
