@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
-from pixelgan.config import ConfigError, from_dict
+from pixelgan.config import ConfigError
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
@@ -79,9 +79,9 @@ def identity(spec: TrainSpec) -> dict[str, Any]:
 
 def saved_identity(saved: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
     """A checkpoint's identity as this code reads it: a setting added since it was written
-    takes its default, which is how that run behaved (new options default to the old way)."""
-    parts = {name: from_dict(type(getattr(spec, name)), part, f"{name}.") for name, part in saved.items()}
-    return identity(dataclasses.replace(spec, **parts))
+    takes its default, which is how that run behaved (new options default to the old way);
+    the sections free to change, which a checkpoint does not keep, are ``spec``'s."""
+    return identity(TrainSpec.from_dict(spec.to_dict() | saved))
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             saved = saved_identity(state["run"]["spec"], spec)
         except ConfigError as error:
-            print(f"error: {checkpoint} holds a setting this code no longer has ({error}); "
+            print(f"error: {checkpoint} holds a setting or value this code no longer accepts ({error}); "
                   "pass another --out or delete that folder", file=sys.stderr)
             return 2
         if changed := differences(saved, wanted):

@@ -61,7 +61,8 @@ class AdversarialGame:
 
     @classmethod
     def of(cls, config: TrainConfig) -> AdversarialGame:
-        return cls(config.gradient_penalty, config.instance_noise, config.prior_temperature)
+        return cls(gradient_penalty=config.gradient_penalty, instance_noise=config.instance_noise,
+                   prior_temperature=config.prior_temperature)
 
     def softened(self, share: float) -> AdversarialGame:
         """The game with ``share`` of its softening left (the penalty stays whole)."""
@@ -117,23 +118,22 @@ def discriminator_step(
     ``game.prior_temperature`` above 0 draws the categorical prior's samples relaxed, as soft as
     an encoder's softmax can be, so that softness alone does not give a code away.
     """
-    gradient_penalty = game.gradient_penalty
     with torch.no_grad():
         fake = _blurred(model.encoder(images).code.float(), game.instance_noise)
     real = _blurred(model.prior.sample(len(images), device=images.device, temperature=game.prior_temperature),
                     game.instance_noise)
     points = [real, fake]
-    if gradient_penalty:
+    if game.gradient_penalty:
         mix = torch.rand(len(real), 1, device=real.device)
         points.append((real + mix * (fake - real)).requires_grad_(True))
     logits = model.discriminator(torch.cat(points))  # one pass, as DDP wants one per backward
     n = len(real)
     loss = _bce(logits[:n], 1.0) + _bce(logits[n : 2 * n], 0.0)
     metrics: dict[str, Tensor] = {}
-    if gradient_penalty:
+    if game.gradient_penalty:
         (slope,) = torch.autograd.grad(logits[2 * n :].float().sum(), points[2], create_graph=True)
         penalty = slope.float().pow(2).sum(dim=1).mean()
-        loss = loss + gradient_penalty * penalty
+        loss = loss + game.gradient_penalty * penalty
         metrics["d_penalty"] = penalty.detach()
     return {"d_loss": _step(optimizer, loss)} | metrics
 

@@ -18,6 +18,7 @@ import torch
 from pipeline.classifier import load_classifier
 from pipeline.evaluate import prior_sample_quality
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.config import ConfigError
 from pixelgan.params import eval_config, load_params
 from pixelgan.run import read_prepared
 
@@ -32,20 +33,30 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     classifier, record = load_classifier(args.classifier)
     test = read_prepared(args.data).test
+    models = {run: model_from_checkpoint(load_checkpoint(checkpoint(run))).eval() for run in args.runs}
+    for run, model in models.items():  # every run checked before the first row
+        image = model.config.image
+        form = (model.config.decoder.likelihood, [image.channels, image.height, image.width])
+        if form != (record["likelihood"], list(record["shape"])):
+            raise SystemExit(f"error: {run} decodes {form[0]!r} images of shape {form[1]}, the classifier "
+                             f"{args.classifier} was trained on {record['likelihood']!r} ones of shape {record['shape']}")
+        try:
+            model.config.check_images(test.images.shape, str(args.data))
+        except ConfigError as error:
+            raise SystemExit(f"error: {run}: {error}") from None
     config = eval_config(load_params())  # eval.samples and eval.seed, as the evaluate stage reads them
     print(f"| run | {' | '.join(COLUMNS)} |")
     print("|---|" + "---|" * len(COLUMNS))
-    for run in args.runs:
-        if not (run / "checkpoint.pt").exists():
-            raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
-        model = model_from_checkpoint(load_checkpoint(run / "checkpoint.pt")).eval()
-        if model.config.decoder.likelihood != record["likelihood"]:
-            raise SystemExit(f"error: {run} decodes {model.config.decoder.likelihood!r} images, the classifier "
-                             f"{args.classifier} was trained on {record['likelihood']!r} ones")
+    for run, model in models.items():
         with torch.no_grad():
             scores = prior_sample_quality(model, classifier, test, config)
         print(f"| {run.name} | " + " | ".join(f"{scores[c]:.3f}" if c in scores else "" for c in COLUMNS) + " |")
 
+
+def checkpoint(run: Path) -> Path:
+    if not (run / "checkpoint.pt").exists():
+        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
+    return run / "checkpoint.pt"
 
 if __name__ == "__main__":
     main()

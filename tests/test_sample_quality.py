@@ -12,7 +12,7 @@ from pipeline.classifier import load_classifier
 from pipeline.evaluate import prior_sample_quality
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.classifier import Classifier
-from pixelgan.config import DatasetConfig, PriorConfig
+from pixelgan.config import DatasetConfig, ImageConfig, PriorConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.model import PixelGAN
 from pixelgan.params import eval_config, load_params
@@ -33,10 +33,10 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "digits"
 
 
-def save_classifier(path: Path, likelihood: str) -> Path:
+def save_classifier(path: Path, likelihood: str, shape: tuple[int, int, int] = (1, 8, 8)) -> Path:
     """An untrained classifier in the classifier stage's format."""
     torch.manual_seed(0)
-    torch.save({"weights": Classifier(1, 8, 8, classes=10).state_dict(), "shape": [1, 8, 8], "classes": 10,
+    torch.save({"weights": Classifier(*shape, classes=10).state_dict(), "shape": list(shape), "classes": 10,
                 "likelihood": likelihood, "dataset": "digits"}, path)
     return path
 
@@ -58,8 +58,8 @@ def test_the_table_holds_the_evaluate_stages_scores(digits: Path, tmp_path: Path
     with torch.no_grad():
         expected = prior_sample_quality(model, load_classifier(classifier)[0], read_prepared(digits).test,
                                         eval_config(load_params()))
-    assert 0.1 <= expected["category_purity"] <= 1.0
-    assert row.split(" | ")[1] == f"{expected['category_purity']:.3f}"
+    cells = row.strip(" |").split(" | ")[1:]
+    assert cells == [f"{expected[column]:.3f}" for column in sample_quality.COLUMNS]
 
 
 def test_a_classifier_of_another_data_form_or_a_folder_without_a_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
@@ -67,7 +67,14 @@ def test_a_classifier_of_another_data_form_or_a_folder_without_a_checkpoint_is_r
     categorical = PriorConfig("categorical", 10)
     eight_bit = save_run(tmp_path / "eight_bit", PixelGAN(tiny_model_config(image=image, prior=categorical, likelihood="categorical")))
     classifier = save_classifier(tmp_path / "classifier.pt", "bernoulli")
-    with pytest.raises(SystemExit, match=r"eight_bit decodes 'categorical' images, the classifier .*classifier.pt was trained on 'bernoulli'"):
+    with pytest.raises(SystemExit, match=r"eight_bit decodes 'categorical' images of shape \[1, 8, 8\], the classifier "
+                       r".*classifier.pt was trained on 'bernoulli' ones"):
         sample_quality.main([str(classifier), str(digits), str(eight_bit)])
+    wide = save_run(tmp_path / "wide", PixelGAN(tiny_model_config(image=ImageConfig(1, 8, 12), prior=categorical)))
+    with pytest.raises(SystemExit, match=r"wide decodes 'bernoulli' images of shape \[1, 8, 12\]"):
+        sample_quality.main([str(classifier), str(digits), str(wide)])
+    wide_classifier = save_classifier(tmp_path / "wide_classifier.pt", "bernoulli", (1, 8, 12))
+    with pytest.raises(SystemExit, match=r"wide: image.width=12 but .*digits has 8"):
+        sample_quality.main([str(wide_classifier), str(digits), str(wide)])
     with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
         sample_quality.main([str(classifier), str(digits), str(tmp_path / "empty")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -140,6 +141,14 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     assert "train.prior_temperature 0.0 in the checkpoint, 0.5 now" in capsys.readouterr().err
     assert cli_run(tmp_path, data, "train.epochs=2", "train.precision=fp32") == 0
     assert "resuming" in capsys.readouterr().out
+    # A checkpoint with a setting this code no longer has is refused by name, not with a traceback.
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    retired = copy.deepcopy(state)
+    retired["run"]["spec"]["train"]["retired_knob"] = 1
+    save_checkpoint(tmp_path / "checkpoint.pt", retired)
+    assert cli_run(tmp_path, data, "train.epochs=2") == 2
+    assert "no longer accepts (unknown option train.retired_knob" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
     # and a finished run, started again, trains nothing and rewrites nothing.
     before = (tmp_path / "checkpoint.pt").read_bytes()
@@ -273,5 +282,6 @@ def test_what_softens_ds_view_falls_to_none_by_the_last_epoch(
         return {}
 
     monkeypatch.setattr("pixelgan.engine.train_one_epoch", one_epoch)
-    fit(None, None, [], epochs=epochs, game=AdversarialGame(0.5, 0.4, 1.0))  # type: ignore[arg-type]
+    game = AdversarialGame(gradient_penalty=0.5, instance_noise=0.4, prior_temperature=1.0)
+    fit(None, None, [], epochs=epochs, game=game)  # type: ignore[arg-type]
     assert seen == expected
