@@ -58,5 +58,6 @@ def checkpoint(run: Path) -> Path:
         raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
     return run / "checkpoint.pt"
 
+
 if __name__ == "__main__":
     main()
