@@ -1,7 +1,10 @@
-"""Shared fixtures: a fixed seed for every test, and the embedded MNIST-5k loaded once; tests
-marked ``gpu`` are skipped where torch sees no CUDA device."""
+"""Shared fixtures: a fixed seed for every test, the embedded MNIST-5k loaded once, and
+scikit-learn's digits prepared once; tests marked ``gpu`` are skipped where torch sees no
+CUDA device."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +20,18 @@ def mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
     from pixelgan.data import load_mnist5k
 
     return load_mnist5k()
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's digits as the prepare stage writes them (180 validation and 180 test
+    images): the folder the scripts read."""
+    from pixelgan.config import DatasetConfig
+    from pixelgan.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("digits")
+    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "digits", root / "raw")
+    return root / "digits"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,26 +9,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
-from pixelgan.config import DatasetConfig, PriorConfig
+from pixelgan.config import PriorConfig
 from pixelgan.data import ImageDataset
-from pixelgan.data.prepare import prepare_dataset
 from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
 from pixelgan.run import read_prepared
-from tests.helpers import tiny_model_config
+from tests.helpers import load_script, tiny_model_config
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "code_split.py"
-spec = importlib.util.spec_from_file_location("code_split", SCRIPT)
-assert spec is not None and spec.loader is not None
-code_split = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(code_split)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("digits")
-    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "digits", root / "raw")
-    return root / "digits"
+code_split = load_script("code_split")
 
 
 def tiny_model(data: Path, prior: PriorConfig) -> PixelGAN:

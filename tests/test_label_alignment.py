@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,9 @@ from pixelgan.data.splits import labelled_subset
 from pixelgan.run import read_prepared
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, supervised_phase
-from tests.helpers import tiny_model_config
+from tests.helpers import load_script, tiny_model_config
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "label_alignment.py"
-spec = importlib.util.spec_from_file_location("label_alignment", SCRIPT)
-assert spec is not None and spec.loader is not None
-label_alignment = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(label_alignment)
+label_alignment = load_script("label_alignment")
 
 LABELS = 100
 TRAIN = TrainConfig(seed=0, semi_supervised=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,25 +11,13 @@ from pipeline.classifier import load_classifier
 from pipeline.evaluate import prior_sample_quality
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.classifier import Classifier
-from pixelgan.config import DatasetConfig, ImageConfig, PriorConfig
-from pixelgan.data.prepare import prepare_dataset
+from pixelgan.config import ImageConfig, PriorConfig
 from pixelgan.model import PixelGAN
 from pixelgan.params import eval_config, load_params
 from pixelgan.run import read_prepared
-from tests.helpers import tiny_model_config
+from tests.helpers import load_script, tiny_model_config
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "sample_quality.py"
-spec = importlib.util.spec_from_file_location("sample_quality", SCRIPT)
-assert spec is not None and spec.loader is not None
-sample_quality = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sample_quality)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("digits")
-    prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "digits", root / "raw")
-    return root / "digits"
+sample_quality = load_script("sample_quality")
 
 
 def save_classifier(path: Path, likelihood: str, shape: tuple[int, int, int] = (1, 8, 8)) -> Path:
