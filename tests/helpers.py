@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import (
     DecoderConfig,
     DiscriminatorConfig,
@@ -20,6 +21,7 @@ from pixelgan.config import (
     PriorConfig,
 )
 from pixelgan.__main__ import main
+from pixelgan.model import PixelGAN
 from pixelgan.params import REPO
 
 
@@ -91,3 +93,10 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def save_run(path: Path, model: PixelGAN) -> Path:
+    """A run folder holding ``model``'s checkpoint, as the scripts read one."""
+    path.mkdir()
+    save_checkpoint(path / "checkpoint.pt", checkpoint_state(model, epoch=0))
+    return path

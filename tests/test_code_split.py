@@ -8,25 +8,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import PriorConfig
 from pixelgan.data import ImageDataset
 from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
 from pixelgan.run import read_prepared
-from tests.helpers import load_script, tiny_model_config
+from tests.helpers import load_script, save_run, tiny_model_config
 
 code_split = load_script("code_split")
 
 
 def tiny_model(data: Path, prior: PriorConfig) -> PixelGAN:
     return PixelGAN(tiny_model_config(image=read_prepared(data).image, prior=prior)).eval()
-
-
-def save_run(path: Path, model: PixelGAN) -> Path:
-    path.mkdir()
-    save_checkpoint(path / "checkpoint.pt", checkpoint_state(model, epoch=0))
-    return path
 
 
 def test_own_and_other_code_match_the_engine(digits: Path, tmp_path: Path) -> None:

@@ -9,13 +9,12 @@ import torch
 
 from pipeline.classifier import load_classifier
 from pipeline.evaluate import prior_sample_quality
-from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.classifier import Classifier
 from pixelgan.config import ImageConfig, PriorConfig
 from pixelgan.model import PixelGAN
 from pixelgan.params import eval_config, load_params
 from pixelgan.run import read_prepared
-from tests.helpers import load_script, tiny_model_config
+from tests.helpers import load_script, save_run, tiny_model_config
 
 sample_quality = load_script("sample_quality")
 
@@ -25,12 +24,6 @@ def save_classifier(path: Path, likelihood: str, shape: tuple[int, int, int] = (
     torch.manual_seed(0)
     torch.save({"weights": Classifier(*shape, classes=10).state_dict(), "shape": list(shape), "classes": 10,
                 "likelihood": likelihood, "dataset": "digits"}, path)
-    return path
-
-
-def save_run(path: Path, model: PixelGAN) -> Path:
-    path.mkdir()
-    save_checkpoint(path / "checkpoint.pt", checkpoint_state(model, epoch=0))
     return path
 
 
