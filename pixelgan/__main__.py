@@ -9,7 +9,8 @@ machine without a cluster, or to debug. Its device is the parameters' (``train.u
 The data set is fetched and prepared first when its Parquet files are missing (the same
 library functions as the fetch and prepare stages). A checkpoint is saved every epoch and
 the same command resumes from it, so a run longer than one sitting is that command run
-again; ``--time-limit`` ends a call cleanly between epochs. With every epoch done, the model
+again; ``--time-limit`` ends a call within a step of its limit, with a checkpoint from
+which the next call goes on as an unbroken run would. With every epoch done, the model
 is scored (each test figure beside its validation figure) and its figures drawn;
 ``metrics.json``, written last, marks the run done.
 """
@@ -48,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pixelgan", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quick"), help="the run's folder (default: runs/quick)")
     parser.add_argument("--time-limit", type=float, default=0, metavar="MINUTES",
-                        help="stop before an epoch that would end past it, at the last epoch's pace (0: none)")
+                        help="stop at the first training step that ends past it, saving a checkpoint that "
+                             "the same command resumes exactly (0: none)")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="as for the pipeline's stages: key=value, group=option, +experiment=paper")
     return parser.parse_args(argv)
@@ -99,6 +101,7 @@ def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "")
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    limit = TimeLimit(args.time_limit * 60) if args.time_limit else None  # set-up counts too
     try:
         params = load_params(args.overrides)
         spec, config = prepared_spec(params), eval_config(params)
@@ -132,17 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         if run.start_epoch >= spec.train.epochs and scored_with == dataclasses.asdict(config):
             print(f"{checkpoint} has trained its {run.start_epoch} epochs and is scored with these eval settings; nothing to do")
             return 0
-        print(f"resuming {checkpoint} after epoch {run.start_epoch}/{spec.train.epochs}")
+        within = f", step {run.within.batches} of epoch {run.within.epoch}" if run.within else ""
+        print(f"resuming {checkpoint} after epoch {run.start_epoch}/{spec.train.epochs}{within}")
 
     if run.start_epoch < spec.train.epochs:  # scores of fewer epochs no longer describe the run
         done.unlink(missing_ok=True)
     saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run={"spec": wanted},
                            history=run.history, speed=run.speed)
-    limit = TimeLimit(args.time_limit * 60) if args.time_limit else None
     run.fit([saver, *([limit] if limit else [])])
-    if limit is not None and limit.stopped_after is not None and limit.stopped_after < spec.train.epochs:
-        print(f"stopped after epoch {limit.stopped_after}/{spec.train.epochs} (--time-limit {args.time_limit:g} min); "
-              "run the same command again to go on")
+    if limit is not None and limit.stopped_in is not None:
+        epoch, steps = limit.stopped_in
+        print(f"stopped in epoch {epoch}/{spec.train.epochs} after step {steps}/{len(run.train_batches)} "
+              f"(--time-limit {args.time_limit:g} min), its checkpoint saved; run the same command again to go on "
+              "exactly where it stopped")
         return 0
 
     state = load_checkpoint(checkpoint, map_location=device)  # the last epoch's record (run.model holds its weights)

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import torch
 
 from pixelgan.config import ModelConfig, TrainConfig, from_dict
-from pixelgan.engine import Callback
+from pixelgan.engine import Callback, EpochProgress
 from pixelgan.io import atomic_path
 from pixelgan.model import PixelGAN
 from pixelgan.objective import Optimizers
@@ -123,9 +123,26 @@ class EpochCheckpoints(Callback):
             metrics=metrics, history=self.history, run=self.run, speed=self.speed,
         )
 
+    def state_within(self, progress: EpochProgress) -> dict[str, Any]:
+        """The state part-way through epoch ``progress.epoch``: its complete epochs' record,
+        and how far the stopped one got (``resume_within`` reads it back)."""
+        last = dict(self.history[-1]) if self.history else {}
+        last.pop("epoch", None)
+        state = checkpoint_state(
+            self.model, self.optimizers, epoch=progress.epoch - 1, train_config=self.train_config,
+            metrics=last, history=self.history, run=self.run, speed=self.speed,
+        )
+        return state | {"within_epoch": progress.to_dict()}
+
+
+def resume_within(state: dict[str, Any]) -> EpochProgress | None:
+    """How far a checkpoint written part-way through an epoch got (None: at an epoch's end)."""
+    return EpochProgress(**state["within_epoch"]) if "within_epoch" in state else None
+
 
 class SaveEveryEpoch(EpochCheckpoints):
-    """Write the checkpoint to one path, replacing the last one atomically."""
+    """Write the checkpoint to one path, replacing the last one atomically: after every
+    epoch, and where a callback stops the run part-way through one."""
 
     def __init__(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -133,3 +150,6 @@ class SaveEveryEpoch(EpochCheckpoints):
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         save_checkpoint(self.path, self.state(epoch, metrics))
+
+    def on_stop_within_epoch(self, progress: EpochProgress) -> None:
+        save_checkpoint(self.path, self.state_within(progress))

@@ -309,7 +309,9 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         _choice("dataset.name", self.name, typing.get_args(DatasetName))
         _at_least("dataset.labels", self.labels, 0)
-        _at_least("dataset.validation_size", self.validation_size, 1)
+        if self.validation_size < 2:  # the validation clustering error labels on even rows and scores odd ones
+            raise ConfigError(f"dataset.validation_size={self.validation_size} must be >= 2: the validation "
+                              "clustering error names the clusters on half the split and scores the other half")
         _at_least("dataset.test_size", self.test_size, 1)
         _at_least("dataset.image_size", self.image_size, 2)
         if self.labels % self.classes:
@@ -321,6 +323,11 @@ class DatasetConfig:
     @property
     def classes(self) -> int:
         return 5 if self.name == "smallnorb" else 10
+
+    def prepared_settings(self) -> dict[str, Any]:
+        """What the prepare stage's files depend on: every setting but ``labels``, which each
+        run draws for itself."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "labels"}
 
 
 T = TypeVar("T")

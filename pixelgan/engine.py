@@ -1,4 +1,4 @@
-"""The training loop: epochs over any iterable of batches, with callbacks around each epoch.
+"""The training loop: epochs over any iterable of batches, with callbacks around each epoch and step.
 
 A Ray Train worker and ``python -m pixelgan`` call the same ``fit``; what differs (data
 sharding, metric reporting, checkpoint storage) comes in as the batches and the callbacks.
@@ -6,8 +6,11 @@ sharding, metric reporting, checkpoint storage) comes in as the batches and the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,8 +34,12 @@ class Callback:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         pass
 
+    def on_stop_within_epoch(self, progress: EpochProgress) -> None:
+        """Called when ``fit`` stops part-way through an epoch (``progress`` says how far)."""
+
     def should_stop(self) -> bool:
-        """Asked after each epoch's callbacks: True ends ``fit`` there."""
+        """Asked after every step: True ends ``fit`` there, part-way through its epoch (even
+        after its last step: the epoch's end, validation included, is then the resumed run's)."""
         return False
 
 
@@ -48,28 +55,53 @@ class PrintProgress(Callback):
 
 
 class TimeLimit(Callback):
-    """Ends the run before an epoch that would end more than ``seconds`` after the first began,
-    at the pace of the last epoch, so a run longer than one sitting stops cleanly between
-    epochs (its checkpoint written) rather than being killed inside one."""
+    """Ends the run at the first step that ends more than ``seconds`` after this was made
+    (set-up included), so a run longer than one sitting stops within a step of its limit and
+    a checkpoint (``on_stop_within_epoch``) resumes it exactly. One process only: data-parallel
+    workers would each stop at their own step."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started: float | None = None
-        self.last_epoch_s = 0.0
-        self.stopped_after: int | None = None
+        self.deadline = time.perf_counter() + seconds
+        self.stopped_in: tuple[int, int] | None = None  # (epoch, batches done)
 
-    def on_epoch_start(self, epoch: int) -> None:
-        if self.started is None:
-            self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.last_epoch_s = metrics["epoch_time_s"]
-        assert self.started is not None
-        if time.perf_counter() - self.started + self.last_epoch_s > self.seconds:
-            self.stopped_after = epoch
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        if self.stopped_in is None and time.perf_counter() > self.deadline:
+            self.stopped_in = (epoch, batch + 1)
 
     def should_stop(self) -> bool:
-        return self.stopped_after is not None
+        return self.stopped_in is not None
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch has got: the steps done and the running sums of their losses.
+
+    A checkpoint written part-way through an epoch holds it; ``train_one_epoch`` given it
+    passes over the batches done (drawing them again, which costs a read but no step, since
+    the random state is set back afterwards) and goes on from the next, so that a stopped and
+    resumed epoch steps on exactly the batches of an unbroken one.
+    """
+
+    epoch: int
+    batches: int = 0
+    # float64 tensors where the losses are, so a GPU step never waits on them: a bf16 or
+    # float32 running sum stops counting long before an epoch ends
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0  # spent on it before a stop
+    complete: bool = False
+
+    def add(self, losses: dict[str, Tensor]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().double()
+            self.counts[name] = self.counts.get(name, 0) + 1
+        self.batches += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / self.counts[name] for name, total in self.sums.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _to(batch: Batch, device: torch.device | str) -> Batch:
@@ -90,25 +122,35 @@ def train_one_epoch(
     callbacks: Sequence[Callback] = (),
     labelled_batches: Iterable[Batch] | None = None,
     game: AdversarialGame = AdversarialGame(),
-) -> dict[str, float]:
-    """Run every phase on every batch; return each loss's mean over the epoch's batches.
+    progress: EpochProgress | None = None,
+) -> EpochProgress:
+    """Run every phase on every batch, from where ``progress`` left off; stop early when a
+    callback asks. The epoch's mean losses are ``progress.means()`` once it is complete.
 
     ``labelled_batches`` (semi-supervised runs) is read in a loop beside ``batches``, one
-    labelled batch per step, restarting at every epoch so that a resumed run draws the same.
+    labelled batch per step, restarting at every epoch so that a resumed run draws the same
+    (its order must be a function of the epoch, not of the global random state).
     """
     model.train()
-    sums: dict[str, Tensor] = {}
-    counts: dict[str, int] = {}
+    progress = progress if progress is not None else EpochProgress(epoch)
+    stopped_at = torch.get_rng_state()  # a resumed epoch's: where the stopped one was
+    train = iter(batches)
     labelled = None if labelled_batches is None else _forever(labelled_batches)
-    for index, batch in enumerate(batches):
+    if progress.batches:  # resumed part-way: pass over the batches done, then draw as the stopped epoch would have
+        for iterator in (train, labelled):
+            for _ in range(progress.batches if iterator is not None else 0):
+                next(iterator)
+        torch.set_rng_state(stopped_at)
+    for index, batch in enumerate(train, start=progress.batches):
         extra = None if labelled is None else _to(next(labelled), device)
-        for name, value in train_step(model, optimizers, _to(batch, device), extra, game).items():
-            # float64 sums: a bf16 or float32 running sum stops counting long before an epoch ends
-            sums[name] = sums.get(name, 0.0) + value.detach().double()
-            counts[name] = counts.get(name, 0) + 1
+        progress.add(train_step(model, optimizers, _to(batch, device), extra, game))
         for callback in callbacks:
             callback.on_batch_end(epoch, index)
-    return _mean_over_workers({name: float(total) / counts[name] for name, total in sums.items()})
+        if any(callback.should_stop() for callback in callbacks):
+            break
+    else:
+        progress.complete = True
+    return progress
 
 
 def _distributed() -> bool:
@@ -197,10 +239,12 @@ def fit(
     callbacks: Sequence[Callback] = (),
     device: torch.device | str = "cpu",
     game: AdversarialGame = AdversarialGame(),
+    within: EpochProgress | None = None,
 ) -> dict[str, float]:
-    """Train from epoch ``start_epoch + 1`` to ``epochs``; return the last epoch's metrics.
-    The ``game``'s softening falls linearly from whole in the first epoch to none in the last
-    (a one-epoch run keeps it whole).
+    """Train from epoch ``start_epoch + 1`` (from where ``within`` left it, if it is that
+    epoch's) to ``epochs``; return the last complete epoch's metrics. The ``game``'s softening
+    falls linearly from whole in the first epoch to none in the last (a one-epoch run keeps
+    it whole).
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
@@ -210,15 +254,18 @@ def fit(
             callback.on_epoch_start(epoch)
         started = time.perf_counter()
         remaining = (epochs - epoch) / (epochs - 1) if epochs > 1 else 1.0
-        metrics = train_one_epoch(
-            model, optimizers, train_batches, device, epoch, callbacks, labelled_batches, game.softened(remaining)
-        )
+        progress = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks, labelled_batches,
+                                   game.softened(remaining), within if within and within.epoch == epoch else None)
+        if not progress.complete:
+            progress.seconds += time.perf_counter() - started
+            for callback in callbacks:
+                callback.on_stop_within_epoch(progress)
+            break
+        metrics = _mean_over_workers(progress.means())
         if val_batches is not None:
             classify = labelled_batches is not None
             metrics |= {f"val_{k}": v for k, v in evaluate(model, val_batches, device, classify).items()}
-        metrics["epoch_time_s"] = time.perf_counter() - started
+        metrics["epoch_time_s"] = progress.seconds + time.perf_counter() - started
         for callback in callbacks:
             callback.on_epoch_end(epoch, metrics)
-        if any(callback.should_stop() for callback in callbacks):
-            break
     return metrics

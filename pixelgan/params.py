@@ -18,6 +18,7 @@ import argparse
 import copy
 import dataclasses
 import sys
+import typing
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,15 +200,35 @@ def eval_config(params: dict[str, Any]) -> EvalConfig:
 SCALING_KEYS = {field.name for field in dataclasses.fields(Scaling)}
 
 
+def _train_sections(params: dict[str, Any]) -> tuple[TrainConfig, Scaling]:
+    """The `train` section, which holds the run's TrainConfig and the Ray job's Scaling."""
+    train_params = dict(params.get("train") or {})
+    scaling = from_dict(Scaling, {k: train_params.pop(k) for k in SCALING_KEYS & set(train_params)}, "train.")
+    return from_dict(TrainConfig, train_params, "train."), scaling
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Build every section's dataclass from ``params``, and every named run's in ``runs``, so
+    that a writer of parameters refuses a bad value with the message a stage would give.
+    What needs the prepared data (the image shape, the batch against the training rows) is
+    left to the stages."""
+    for run in [params, *(run_params(params, name) for name in params.get("runs") or {})]:
+        dataset_config(run), eval_config(run), read_section(run, Paths, "paths"), _train_sections(run)
+        from_dict(PriorConfig, run.get("prior"), "prior.")
+        parts = {name: kind for name, kind in typing.get_type_hints(ModelConfig).items() if name not in ("image", "prior")}
+        for name, section in (run.get("model") or {}).items():
+            if name not in parts:
+                raise ConfigError(f"unknown option model.{name} (known: {', '.join(sorted(parts))})")
+            from_dict(parts[name], section, f"model.{name}.")
+
+
 def train_spec(params: dict[str, Any]) -> TrainSpec:
     """Build and cross-check the configs of a training run; the image shape comes from the data."""
     dataset = dataset_config(params)
     paths = read_section(params, Paths, "paths").resolved()
-    train_params = dict(params.get("train") or {})
-    scaling = from_dict(Scaling, {k: train_params.pop(k) for k in SCALING_KEYS & set(train_params)}, "train.")
-    train = from_dict(TrainConfig, train_params, "train.")
+    train, scaling = _train_sections(params)
     prior = from_dict(PriorConfig, params.get("prior"), "prior.")
-    metadata = read_metadata(paths.split(dataset.name, "train"))
+    metadata = read_metadata(paths.split(dataset.name, "train"), dataset)
     model = from_dict(
         ModelConfig,
         dict(params.get("model") or {}, prior=dataclasses.asdict(prior),
@@ -273,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = compose_yaml(args.overrides)
+        check_params(yaml.safe_load(text))
     except ConfigError as error:
         print(f"params: error: {error}", file=sys.stderr)
         return 2

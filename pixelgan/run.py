@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from pixelgan.checkpoint import resume, set_rng_state
+from pixelgan.checkpoint import resume, resume_within, set_rng_state
 from pixelgan.config import DatasetConfig, ImageConfig
 from pixelgan.data import ImageDataset
 from pixelgan.data.parquet import read_split
@@ -50,16 +50,17 @@ class Splits:
         return ImageConfig(*self.train.images.shape[1:])
 
 
-def read_prepared(folder: Path, test: bool = True) -> Splits:
+def read_prepared(folder: Path, test: bool = True, dataset: DatasetConfig | None = None) -> Splits:
     """The prepare stage's Parquet splits in ``folder`` (data/mnist, say); ``test=False``
-    leaves the test split unread (training)."""
-    train, validation = (read_split(folder / f"{name}.parquet")[0] for name in ("train", "validation"))
-    return Splits(train, validation, read_split(folder / "test.parquet")[0] if test else None)
+    leaves the test split unread (training). With ``dataset``, splits prepared with other
+    settings are refused by name."""
+    train, validation = (read_split(folder / f"{name}.parquet", dataset)[0] for name in ("train", "validation"))
+    return Splits(train, validation, read_split(folder / "test.parquet", dataset)[0] if test else None)
 
 
 def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
-    """The prepared splits of ``dataset`` under ``paths.data`` (see ``read_prepared``)."""
-    return read_prepared(Path(paths.data) / dataset.name, test)
+    """The splits of ``dataset`` under ``paths.data``, prepared with its settings (see ``read_prepared``)."""
+    return read_prepared(Path(paths.data) / dataset.name, test, dataset)
 
 
 def datasets(spec: TrainSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
@@ -93,6 +94,17 @@ class SetSamplerEpoch(Callback):
         self.sampler.set_epoch(epoch)
 
 
+class SeedLabelledOrder(Callback):
+    """The labelled batches' order drawn afresh every epoch from (seed, epoch, rank) alone,
+    as the sampler's is, so a run stopped part-way through an epoch resumes onto it."""
+
+    def __init__(self, generator: torch.Generator, seed: int, rank: int) -> None:
+        self.generator, self.seed, self.rank = generator, seed, rank
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.generator.manual_seed((self.seed * 1_000_003 + epoch) * 1_000 + self.rank)
+
+
 class Run:
     """The model, optimizers and batches of ``spec`` for worker ``rank`` of ``world``
     (0 of 1 in one process); ``resume`` then ``fit`` train it."""
@@ -105,35 +117,38 @@ class Run:
         self.model = PixelGAN(spec.model).to(device)
         self.optimizers = build_optimizers(self.model, spec.train)
         torch.manual_seed(spec.train.seed * 1000 + rank)  # each worker its own noise and draws
-        self.start_epoch, self.history = 0, []
+        self.start_epoch, self.history, self.within = 0, [], None
 
         train_set, validation_set, labelled_set = datasets(spec, splits)
         self.sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                           seed=spec.train.seed, drop_last=True)
         self.train_batches = DataLoader(train_set, batch_size=batch_size, sampler=self.sampler, drop_last=True)
-        self.labelled_batches = None
+        self.labelled_batches, self.labelled_order = None, torch.Generator()
         if labelled_set is not None:  # every worker draws its own labelled batches from all labelled rows
             self.labelled_batches = DataLoader(labelled_set, batch_size=min(batch_size, len(labelled_set)),
-                                               shuffle=True, drop_last=True)
+                                               shuffle=True, drop_last=True, generator=self.labelled_order)
         shard = Subset(validation_set, range(rank, len(validation_set), world))
         self.validation_batches = DataLoader(shard, batch_size=VALIDATION_BATCH)
 
     def resume(self, state: dict[str, Any], own_rng: dict[str, Any] | None = None) -> None:
-        """Go on from a checkpoint: weights, optimizers, epochs and curves; the random state
-        ``own_rng`` of this worker where the checkpoint has one for it, else the state's."""
+        """Go on from a checkpoint: weights, optimizers, epochs and curves, and how far an epoch
+        stopped part-way got; the random state ``own_rng`` of this worker where the checkpoint
+        has one for it, else the state's."""
         self.start_epoch, self.history = resume(state, self.model, self.optimizers), list(state["history"])
+        self.within = resume_within(state)
         if own_rng is not None:
             set_rng_state(own_rng)
 
     def fit(self, callbacks: Sequence[Callback] = (), wrap: Callable[[nn.Module], nn.Module] | None = None) -> dict[str, float]:
         """Train the remaining epochs; ``wrap`` each part first (DDP in a Ray worker)."""
         model = self.model.with_parts(wrap) if wrap is not None else self.model
-        own: list[Callback] = [SetSamplerEpoch(self.sampler), LearningRateSchedule(self.optimizers, self.spec.train)]
+        own: list[Callback] = [SetSamplerEpoch(self.sampler), SeedLabelledOrder(self.labelled_order, self.spec.train.seed, self.rank),
+                               LearningRateSchedule(self.optimizers, self.spec.train)]
         if self.rank == 0:
             own.append(PrintProgress(self.spec.train.epochs))
         return fit(
             accelerated(model, self.speed, self.device), self.optimizers, self.train_batches,
             epochs=self.spec.train.epochs, start_epoch=self.start_epoch, val_batches=self.validation_batches,
             labelled_batches=self.labelled_batches, callbacks=[*own, *callbacks], device=self.device,
-            game=AdversarialGame.of(self.spec.train),
+            game=AdversarialGame.of(self.spec.train), within=self.within,
         )

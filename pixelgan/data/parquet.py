@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelgan.config import DatasetConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.splits import Split
 from pixelgan.io import atomic_path
@@ -67,17 +68,36 @@ def _prepared_metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A prepared split's metadata, from its footer alone (no image is read)."""
+def read_metadata(path: str | os.PathLike[str], dataset: DatasetConfig | None = None) -> dict[str, Any]:
+    """A prepared split's metadata, from its footer alone (no image is read); with
+    ``dataset``, checked to come from its settings (``check_prepared_from``)."""
     path = Path(path)
-    return _prepared_metadata(path, _open(path, pq.read_schema))
+    metadata = _prepared_metadata(path, _open(path, pq.read_schema))
+    if dataset is not None:
+        check_prepared_from(path, metadata, dataset)
+    return metadata
 
 
-def read_split(path: str | os.PathLike[str]) -> tuple[Split, dict[str, Any]]:
-    """Read one split back, checking the file is one of ours; errors name the file."""
+def check_prepared_from(path: Path, metadata: dict[str, Any], dataset: DatasetConfig) -> None:
+    """Refuse a split prepared with other data set settings than ``dataset``'s, naming each
+    on both sides: a run would otherwise train on one split and record another."""
+    had, wanted = metadata.get("config", {}), dataset.prepared_settings()
+    if changed := [f"dataset.{key} {had.get(key)!r} there, {value!r} now"
+                   for key, value in sorted(wanted.items()) if had.get(key) != value]:
+        raise DataFormatError(
+            f"{path} was prepared with other settings ({'; '.join(changed)}): prepare it again "
+            "(dvc repro prepare), or set paths.data to another folder"
+        )
+
+
+def read_split(path: str | os.PathLike[str], dataset: DatasetConfig | None = None) -> tuple[Split, dict[str, Any]]:
+    """Read one split back, checking the file is one of ours (and with ``dataset``, that it
+    was prepared with its settings); errors name the file."""
     path = Path(path)
     table = _open(path, pq.read_table)
     metadata = _prepared_metadata(path, table.schema)
+    if dataset is not None:
+        check_prepared_from(path, metadata, dataset)
     shape = tuple(metadata["image_shape"])
     column = table.column("image").combine_chunks()
     width = int(np.prod(shape))

@@ -6,7 +6,6 @@ dies half-way leaves either the previous complete folder or none, never a mixtur
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def write_prepared(out_dir: Path, config: DatasetConfig, raw: RawData) -> dict[s
                 "split": name,
                 "seed": config.seed,
                 "classes": raw.classes,
-                "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "labels"},  # labels: a run's choice
+                "config": config.prepared_settings(),
                 "sources": raw.sources,
             }
             write_split(partial / f"{name}.parquet", split, metadata)

@@ -62,3 +62,26 @@ def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest
         load_params(["train.sed=3"])
     with pytest.raises(AssertionError, match="Hydra composed"):
         load_params(["prior=gaussian"])  # a group choice needs conf/
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=abc", "train.epochs must be int, got 'abc'"),
+        ("train.precision=fp8", "train.precision='fp8' is not one of auto, fp32, bf16"),
+        ("dataset.validation_size=1", "dataset.validation_size=1 must be >= 2"),
+        ("train.num_workers=0", "train.num_workers=0 must be >= 1"),
+        ("eval.samples=1", "eval.samples=1"),
+        ("+model.decoder.depth=3", "unknown option model.decoder.depth"),
+        ("+runs.aae.train.lr_generator=0", "train.lr_generator=0 must be > 0"),
+    ],
+)
+def test_the_params_writer_refuses_what_a_stage_would(tmp_path: Path, override: str, message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pixelgan.params import main
+
+    out = tmp_path / "params.yaml"
+    assert main(["--out", str(out), override]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists(), "nothing is written"
+    assert main(["--out", str(out)]) == 0 and out.is_file()

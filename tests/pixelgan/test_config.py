@@ -9,6 +9,7 @@ import torch
 
 from pixelgan.config import (
     ConfigError,
+    DatasetConfig,
     DecoderConfig,
     EncoderConfig,
     ImageConfig,
@@ -42,6 +43,7 @@ from pixelgan.config import (
         (lambda: TrainConfig(precision="fp16"), "train.precision"),
         (lambda: TrainConfig(channels_last="sometimes"), "train.channels_last"),
         (lambda: TrainConfig(channels_last=1), "train.channels_last"),
+        (lambda: DatasetConfig(validation_size=1), "dataset.validation_size=1 must be >= 2"),
     ],
 )
 def test_a_bad_value_names_its_field(build, field: str) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from pixelgan.checkpoint import load_checkpoint, save_checkpoint
+from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint, save_checkpoint
 from pixelgan.config import (
     DatasetConfig,
     DecoderConfig,
@@ -23,10 +23,12 @@ from pixelgan.config import (
 )
 from pixelgan.data import ImageDataset
 from pixelgan.data.prepare import prepare_dataset
-from pixelgan.engine import evaluate, fit
+from pixelgan.engine import Callback, EpochProgress, evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, build_optimizers
-from tests.helpers import cli_run
+from pixelgan.params import load_params, train_spec
+from pixelgan.run import Run, read_splits
+from tests.helpers import TINY_MODEL_OVERRIDES, cli_run
 
 Z_USE_MARGIN_NATS = 10.0
 
@@ -130,8 +132,10 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     error = capsys.readouterr().err
     assert "checkpoint.pt belongs to a run with other settings" in error
     assert "model.prior.dim 30 in the checkpoint, 5 now" in error, "it names what differs"
-    assert cli_run(tmp_path, data, "train.epochs=2", "dataset.seed=1") == 2, "another split of the data"
-    assert "dataset.seed 0 in the checkpoint, 1 now" in capsys.readouterr().err
+    assert cli_run(tmp_path, data, "train.epochs=2", "prior.style_dim=3") == 2, "a change the weights' shapes let through"
+    assert "model.prior.style_dim 5 in the checkpoint, 3 now" in capsys.readouterr().err
+    assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=one_hot") == 2
+    assert "model.encoder.categorical_code 'softmax' in the checkpoint, 'one_hot' now" in capsys.readouterr().err
     # ... while asking for more epochs, or another speed switch, is not: it carries on from the checkpoint,
     # even one written before a setting existed (it reads as its default, as that run behaved),
     state = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -177,30 +181,71 @@ FP32 = ("train.precision=fp32", "train.channels_last=false")
 
 
 @pytest.mark.slow
-def test_a_cli_run_stopped_and_resumed_ends_where_an_unbroken_one_does(data: Path, tmp_path: Path) -> None:
-    """Weights, optimizer moments and random state all come back: fp32, bit for bit."""
-    assert cli_run(tmp_path / "unbroken", data, "train.epochs=2", *FP32) == 0
-    assert cli_run(tmp_path / "resumed", data, "train.epochs=2", *FP32, time_limit=1e-9) == 0
-    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
-    assert cli_run(tmp_path / "resumed", data, "train.epochs=2", *FP32) == 0
-    unbroken, resumed = (load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("unbroken", "resumed"))
-    assert resumed["epoch"] == 2
+def test_a_cli_run_stopped_within_a_step_resumes_to_the_unbroken_runs_weights(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A limit long past stops the call after one step, part-way through epoch 1, saying so;
+    the next call passes over that step and ends where an unbroken run does: weights,
+    optimizer moments, random state and curves, in fp32 bit for bit (semi-supervised, so the
+    labelled batches and their shifts are drawn again too)."""
+    run = ("train.epochs=2", *FP32, *SEMI, "train.label_shift=1")
+    assert cli_run(tmp_path / "unbroken", data, *run) == 0
+    assert cli_run(tmp_path / "resumed", data, *run, time_limit=1e-9) == 0
+    assert "stopped in epoch 1/2 after step 1/22" in capsys.readouterr().out
+    stopped = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert stopped["epoch"] == 0 and stopped["within_epoch"]["batches"] == 1
+    assert not (tmp_path / "resumed" / "metrics.json").exists(), "an unfinished run is not marked done"
+    assert cli_run(tmp_path / "resumed", data, *run) == 0
+    assert "after epoch 0/2, step 1 of epoch 1" in capsys.readouterr().out
+    unbroken, resumed = (load_checkpoint(tmp_path / name / "checkpoint.pt") for name in ("unbroken", "resumed"))
+    assert resumed["epoch"] == 2 and "within_epoch" not in resumed
     for part in ("model", "optimizers", "rng"):
         assert_equal_states(unbroken[part], resumed[part], part)
+    without_time = [{k: v for k, v in epoch.items() if k != "epoch_time_s"} for epoch in unbroken["history"]]
+    assert without_time == [{k: v for k, v in epoch.items() if k != "epoch_time_s"} for epoch in resumed["history"]]
+    # Extended past its scores and stopped again, it loses them: they describe 2 epochs, not 3.
+    assert cli_run(tmp_path / "resumed", data, *run[1:], "train.epochs=3", time_limit=1e-9) == 0
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["within_epoch"]["epoch"] == 3
+    assert not (tmp_path / "resumed" / "metrics.json").exists(), "stale scores are not left beside a longer run"
 
 
-@pytest.mark.slow
-def test_a_time_limit_ends_the_call_after_an_epoch_and_the_next_call_goes_on(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_run(tmp_path, data, "train.epochs=3", time_limit=1e-9) == 0
-    assert "stopped after epoch 1/3" in capsys.readouterr().out
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
-    assert not (tmp_path / "metrics.json").exists(), "an unfinished run is not marked done"
-    assert cli_run(tmp_path, data, "train.epochs=3") == 0
-    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
-    # Extended past its scores and stopped again, it loses them: they describe 3 epochs, not 4.
-    assert cli_run(tmp_path, data, "train.epochs=5", time_limit=1e-9) == 0
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4
-    assert not (tmp_path / "metrics.json").exists(), "stale scores are not left beside a longer run"
+class StopAt(Callback):
+    """Asks ``fit`` to stop after step ``batch`` (from 0) of ``epoch``."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.at, self.stopped = (epoch, batch), False
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        self.stopped = self.stopped or (epoch, batch) == self.at
+
+    def should_stop(self) -> bool:
+        return self.stopped
+
+
+@pytest.mark.parametrize("at", [(2, 6), (1, 21)], ids=["mid-epoch-2", "after-the-last-step"])
+def test_a_run_stopped_anywhere_in_an_epoch_resumes_to_the_unbroken_runs_weights(
+    data: Path, tmp_path: Path, at: tuple[int, int]
+) -> None:
+    """The library's own loop, stopped at any step (the last one of an epoch included, whose
+    end the resumed run then does), resumes from the checkpoint to the unbroken weights."""
+    params = load_params(["dataset=digits", "dataset.validation_size=180", "dataset.test_size=180",
+                          f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.epochs=2", *FP32, *SEMI, "train.label_shift=1"])
+    spec = train_spec(params)
+    splits = read_splits(spec.paths, spec.dataset)
+
+    def saved(path: Path, *callbacks: Callback) -> dict:
+        run = Run(spec, splits, torch.device("cpu"))
+        if path.exists():
+            run.resume(load_checkpoint(path))
+        run.fit([SaveEveryEpoch(path, run.model, run.optimizers, spec.train, history=run.history), *callbacks])
+        return load_checkpoint(path)
+
+    unbroken = saved(tmp_path / "unbroken.pt")
+    stopped = saved(tmp_path / "resumed.pt", StopAt(*at))
+    assert (stopped["epoch"], stopped["within_epoch"]["batches"]) == (at[0] - 1, at[1] + 1)
+    resumed = saved(tmp_path / "resumed.pt")
+    for part in ("model", "optimizers", "rng"):
+        assert_equal_states(unbroken[part], resumed[part], part)
 
 
 @pytest.mark.slow
@@ -212,6 +257,16 @@ def test_a_missing_data_set_is_prepared_and_the_run_draws_its_figures(tmp_path: 
     grid = Image.open(tmp_path / "run" / "global_local.png")
     assert grid.size == (2 * 9 + 1, 2 * 9 + 1), "the global/local grid: 2 codes, 2 draws each, of 8x8 digits"
     assert (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_splits_prepared_with_other_settings_are_refused_naming_both(data: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The run would otherwise train on 180 validation images and record 100 in its spec."""
+    assert cli_run(tmp_path, data, "dataset.validation_size=100", "dataset.seed=1") == 2
+    error = capsys.readouterr().err
+    assert "train.parquet was prepared with other settings" in error
+    assert "dataset.seed 0 there, 1 now; dataset.validation_size 180 there, 100 now" in error
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -275,11 +330,11 @@ def test_what_softens_ds_view_falls_to_none_by_the_last_epoch(
     """Instance noise and the prior's temperature, epoch by epoch; a one-epoch run keeps both."""
     seen = []
 
-    def one_epoch(*args, **kwargs) -> dict[str, float]:
-        game = args[-1]
+    def one_epoch(*args, **kwargs) -> EpochProgress:
+        game = args[-2]
         seen.append((round(game.instance_noise, 6), round(game.prior_temperature, 6)))
         assert game.gradient_penalty == 0.5, "the penalty is not annealed"
-        return {}
+        return EpochProgress(args[4], complete=True)
 
     monkeypatch.setattr("pixelgan.engine.train_one_epoch", one_epoch)
     game = AdversarialGame(gradient_penalty=0.5, instance_noise=0.4, prior_temperature=1.0)
