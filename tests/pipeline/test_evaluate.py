@@ -124,3 +124,25 @@ def test_seed_replicates_are_summarised_by_mean_and_std(stage_root: tuple[Path, 
     summary = evaluate.over_seeds(specs, metrics)
     assert summary.keys() == {"a"} and summary["a"]["models"] == ["a", "b"]
     assert summary["a"]["test_error"] == {"mean": pytest.approx(0.2), "std": pytest.approx(0.1414, abs=1e-4)}
+
+
+def test_k_means_learns_its_clusters_on_the_training_split() -> None:
+    """Digits told apart by pixel 0 alone. The test images also carry a block of 11 pixels, on
+    or off regardless of the digit: k-means fitted on them would split by the block (error
+    0.5); fitted on the training images, which lack it, it splits by the digit (error 0)."""
+    import numpy as np
+
+    from pixelgan.data.splits import Split
+    from pixelgan.params import EvalConfig
+    from pixelgan.run import Splits
+
+    def split(labels: list[int], block: list[int]) -> Split:
+        images = np.zeros((len(labels), 1, 3, 4), np.uint8)
+        images[:, 0, 0, 0] = 255 * np.array(labels)
+        images.reshape(len(labels), -1)[:, 1:] = 255 * np.array(block)[:, None]
+        return Split(images, np.array(labels), np.arange(len(labels)))
+
+    train, validation = split([0, 1] * 10, [0] * 20), split([0, 1, 1, 0] * 3, [0] * 12)
+    test = split([0, 1] * 4, [1, 1, 0, 0] * 2)
+    report = evaluate.kmeans_baseline(Splits(train, validation, test), 2, EvalConfig(kmeans_restarts=3))
+    assert report["error_paper_rule"] == 0.0 and report["val_error_paper_rule"] == 0.0

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from pipeline import storage
-from pipeline.train import FINISHED, cores_needed, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
+from pipeline import train as train_stage
+from pipeline.train import FINISHED, cores_needed, finish, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
@@ -284,3 +285,25 @@ def test_the_runs_stage_trains_every_named_run_at_once(ray_cluster: Cluster, dig
         assert METRICS - SUPERVISED_ONLY <= set(metrics) and metrics["epochs"] == wanted.train.epochs
     (semi_run,) = (tmp_path / "runs").glob("train-digits-categorical_gaussian-*")
     assert (semi_run / FINISHED).exists()
+
+
+def test_a_run_killed_between_its_outputs_and_its_marker_is_not_taken_as_done(
+    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker comes last: killed while its outputs are written, the run has none, so the
+    next stage run resumes it instead of starting afresh over outputs that never came."""
+    spec = train_spec(load_params(overrides(tmp_path, digits)))
+    state = {"metrics": {"val_nll": 80.0}, "epoch": 2, "history": [{"epoch": 2, "val_nll": 80.0}], "model": {}}
+    marker = storage.join(spec.paths.runs, run_name(spec), FINISHED)
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_stage, "write_outputs", killed)
+        with pytest.raises(KeyboardInterrupt):
+            finish(spec, state, 1.0, "train")
+    assert not storage.exists(marker), "killed before its outputs were whole, it is not done"
+    finish(spec, state, 1.0, "train")
+    assert storage.exists(marker) and (tmp_path / "models/train.pt").is_file()
+    assert json.loads((tmp_path / "metrics/train.json").read_text())["val_nll"] == 80.0

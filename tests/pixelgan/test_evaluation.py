@@ -10,6 +10,7 @@ import torch
 
 from pixelgan.classifier import Classifier, sample_quality, train_classifier
 from pixelgan.config import PriorConfig
+from pixelgan.data.splits import Split
 from pixelgan import evaluation
 from pixelgan.evaluation import (
     category_scores,
@@ -21,6 +22,7 @@ from pixelgan.evaluation import (
     labels_by_majority,
     likelihood_units,
     posterior_categories,
+    score_model,
 )
 from pixelgan.model import PixelGAN
 from tests.helpers import tiny_model_config
@@ -47,16 +49,18 @@ def test_the_papers_rule_labels_each_cluster_by_its_most_confident_example() -> 
 
 
 # Validation rows (cluster, confidence, label). Over the whole split the paper's rule names
-# cluster 0 by row 1 (a 7) and cluster 1 by row 7 (a 1); the majority vote says 3 and 5. Within
-# the split, the even rows label (0 -> 3, 1 -> 5 under both rules) and the odd rows are scored.
-VALIDATION = [(0, 0.9, 3), (0, 0.95, 7), (0, 0.5, 7), (1, 0.6, 5), (1, 0.8, 5), (0, 0.4, 3), (0, 0.3, 3), (1, 0.9, 1)]
+# cluster 0 by row 1 (a 7) and cluster 1 by row 7 (a 1); the majority vote says 7 and 5. Within
+# the split, the even rows label (0 -> 3, 1 -> 5 under both rules) and the odd rows (7, 5, 7, 1)
+# are scored: 0.75 wrong, where clusters named by the whole split would score 0.25.
+VALIDATION = [(0, 0.9, 3), (0, 0.95, 7), (0, 0.5, 7), (1, 0.6, 5), (1, 0.8, 5), (0, 0.4, 7), (0, 0.3, 3), (1, 0.9, 1)]
 VAL_SCORES = one_hot_scores([c for c, _, _ in VALIDATION], 2, [q for _, q, _ in VALIDATION])
 VAL_LABELS = torch.tensor([y for _, _, y in VALIDATION])
-# Test clusters are pure, so labels read off the test split itself would score 0 under both rules.
+# Test clusters are pure, so labels read off the test split itself would score 0 under both
+# rules, and labels from the validation split's even half 0.25.
 TEST_SCORES = one_hot_scores([0, 0, 0, 1], 2, [1.0, 1.0, 1.0, 1.0])
 TEST_LABELS = torch.tensor([3, 3, 3, 1])
-EXPECTED = {"error_paper_rule": 0.75, "error_majority": 0.25, "val_error_paper_rule": 0.5,
-            "val_error_majority": 0.5, "clusters_used": 2}
+EXPECTED = {"error_paper_rule": 0.75, "error_majority": 1.0, "val_error_paper_rule": 0.75,
+            "val_error_majority": 0.75, "clusters_used": 2}
 
 
 def test_clusters_are_named_on_validation_and_each_split_scored_by_its_own_labels() -> None:
@@ -74,10 +78,43 @@ def test_a_models_scores_take_each_split_where_it_belongs(monkeypatch: pytest.Mo
     monkeypatch.setattr(evaluation, "posterior_categories", lambda model, images, draws: posteriors[id(images)])
     splits = ((val_images, VAL_LABELS), (test_images, TEST_LABELS))
     assert category_scores(None, *splits, draws=1, semi_supervised=False) == {"clustering": EXPECTED}
-    # As a classifier's scores: validation argmaxes 0,0,0,1,1,0,0,1 against labels 3,7,7,5,5,3,3,1.
+    # As a classifier's scores: validation argmaxes 0,0,0,1,1,0,0,1 against labels 3,7,7,5,5,7,3,1.
     head_val, head_test = torch.tensor([0, 0, 0, 1, 1, 0, 0, 1]), torch.tensor([3, 3, 3, 1])
     assert category_scores(None, (val_images, head_val), (test_images, head_test), draws=1, semi_supervised=True) == {
         "val_error": 0.0, "test_error": 0.75}
+
+
+def hand_made_posteriors(monkeypatch: pytest.MonkeyPatch) -> tuple[Split, Split]:
+    """Validation and test splits of 8x8 images (blank, and full) whose posteriors are the
+    hand-made ones above, each split's own."""
+    monkeypatch.setattr(evaluation, "posterior_categories",
+                        lambda model, images, draws: VAL_SCORES if images.max() == 0 else TEST_SCORES)
+
+    def split(value: int, labels: torch.Tensor) -> Split:
+        return Split(np.full((len(labels), 1, 8, 8), value, np.uint8), labels.numpy(), np.arange(len(labels)))
+
+    return split(0, VAL_LABELS), split(255, TEST_LABELS)
+
+
+def test_score_model_takes_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch) -> None:
+    validation, test = hand_made_posteriors(monkeypatch)
+    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical", 2)))
+    scores = score_model(model, validation, test, draws=1, semi_supervised=False, seed=0)
+    assert scores["clustering"] == EXPECTED
+    blank = score_model(model, validation, validation, draws=1, semi_supervised=False, seed=0)["nll_nats"]
+    assert scores["nll_nats"] != pytest.approx(blank), "the NLL is the test split's"
+
+
+def test_the_evaluate_stage_scores_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import evaluate as stage
+    from pixelgan.params import EvalConfig
+    from pixelgan.run import Splits
+
+    validation, test = hand_made_posteriors(monkeypatch)
+    monkeypatch.setattr(stage, "prior_sample_quality", lambda *args: {})
+    model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical", 2)))
+    splits = Splits(train=validation, validation=validation, test=test)
+    assert stage.score_with_samples(model, splits, None, EvalConfig(), False)["clustering"] == EXPECTED
 
 
 def test_an_empty_cluster_keeps_the_papers_label_under_the_majority_vote() -> None:

@@ -217,3 +217,47 @@ def test_the_game_takes_each_setting_of_its_own_name_from_the_train_config() -> 
     game = AdversarialGame.of(config)
     assert game == AdversarialGame(gradient_penalty=0.1, instance_noise=0.2, prior_temperature=0.3)
     assert game.softened(0.5) == AdversarialGame(gradient_penalty=0.1, instance_noise=0.1, prior_temperature=0.15)
+
+
+def _after_one_step(step, *batches: Batch) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights after ``step(model, optimizers, *batches)`` from the same start and noise."""
+    torch.manual_seed(0)
+    model = make_model(PRIORS[2])
+    optimizers = build_optimizers(model, TrainConfig())
+    torch.manual_seed(1)
+    step(model, optimizers, *batches)
+    return snapshot(model)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[part][k], b[part][k]) for part in a for k in a[part])
+
+
+def test_the_supervised_phase_learns_from_the_labelled_rows_alone() -> None:
+    """Every label of the unlabelled batch changed, no weight moves otherwise; the labelled
+    batch's labels or images changed, they do (a leak of the unlabelled labels would flip both)."""
+    x, y, labelled_x, labelled_y = images(6), torch.randint(0, 4, (6,)), images(6), torch.randint(0, 4, (6,))
+
+    def step(*batches: Batch) -> dict:
+        return _after_one_step(lambda model, optimizers, *b: train_step(model, optimizers, *b), *batches)
+
+    base = step(Batch(x, y), Batch(labelled_x, labelled_y))
+    assert _same(base, step(Batch(x, (y + 1) % 4), Batch(labelled_x, labelled_y)))
+    assert not _same(base, step(Batch(x, y), Batch(labelled_x, (labelled_y + 1) % 4)))
+    assert not _same(base, step(Batch(x, y), Batch(1 - labelled_x, labelled_y)))
+
+
+def test_an_epoch_feeds_the_supervised_phase_its_labelled_batches_alone() -> None:
+    """The same through ``train_one_epoch``: the unlabelled batches' labels reach nothing."""
+    from pixelgan import engine
+
+    x, y, labelled_x, labelled_y = images(12), torch.randint(0, 4, (12,)), images(4), torch.randint(0, 4, (4,))
+
+    def epoch(train_labels: torch.Tensor, labels: torch.Tensor) -> dict:
+        train = [Batch(x[:6], train_labels[:6]), Batch(x[6:], train_labels[6:])]
+        return _after_one_step(lambda model, optimizers: engine.train_one_epoch(
+            model, optimizers, train, "cpu", labelled_batches=[Batch(labelled_x, labels)]))
+
+    base = epoch(y, labelled_y)
+    assert _same(base, epoch((y + 1) % 4, labelled_y))
+    assert not _same(base, epoch(y, (labelled_y + 1) % 4))
