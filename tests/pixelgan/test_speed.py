@@ -21,21 +21,44 @@ from tests.helpers import tiny_model_config
 
 CPU = torch.device("cpu")
 LABELLED = 16  # labelled images a step: an accuracy over them moves in steps of 1/16
+# Rates too small to move a float32 weight: every phase of a step, and every step, then meets
+# the same weights in both runs, so what is compared is the function a mode computes (losses,
+# gradients), not two training paths. Over several steps Adam's first updates (lr * sign(g))
+# turn a rounding-level difference in a near-zero gradient into a whole step, which is what
+# made the earlier 4-step comparison fail under load on one CPU and pass on another.
+FROZEN = {f"lr_{phase}": 1e-30 for phase in ("reconstruction", "discriminator", "generator", "supervised")}
+# What each mode may change, from the arithmetic it changes:
+# - channels-last and compile reorder float32 sums: at most about n * eps_fp32 relative for a
+#   sum of n terms, n ~ 8,000 here (a batch of 16 8x8 images, 8 channels): 1e-3;
+# - bf16 rounds each part's inputs and weights to 8 significant bits (unit roundoff 2^-8):
+#   a loss may move by a few of those, so 16 * 2^-8 = 0.0625 relative; its gradients through
+#   the batch-normalised categorical head lose more of their length than of their direction,
+#   so they are held to pointing the same way (cosine >= 0.95 per part; 0.987 worst measured).
+FP32_REORDERING = 1e-3
+BF16_LOSS = 16 * 2**-8
+BF16_GRADIENT_COSINE = 0.95
 
 
-def losses(mode: dict, steps: int = 4, device: torch.device = CPU) -> list[dict[str, float]]:
+def one_step(mode: dict, batch_seed: int, device: torch.device = CPU) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """The losses of every phase of one step, and each part's gradient after it, from the
+    same weights and noise."""
     torch.manual_seed(0)
     model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical_gaussian", 4, style_dim=2))).to(device)
-    config = dataclasses.replace(TrainConfig(precision="fp32", channels_last=False), **mode)
+    config = dataclasses.replace(TrainConfig(precision="fp32", channels_last=False, **FROZEN), **mode)
     optimizers = build_optimizers(model, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bf16 on a CPU that emulates it: slow, and still tested
         fast = accelerated(model, resolve(config, device), device)
-    generator = torch.Generator().manual_seed(1)
-    batches = [Batch(torch.randint(0, 2, (LABELLED, 1, 8, 8), generator=generator).float().to(device),
-                     torch.randint(0, 4, (LABELLED,), generator=generator).to(device)) for _ in range(steps)]
+    generator = torch.Generator().manual_seed(batch_seed)
+    batch = Batch(torch.randint(0, 2, (LABELLED, 1, 8, 8), generator=generator).float().to(device),
+                  torch.randint(0, 4, (LABELLED,), generator=generator).to(device))
     torch.manual_seed(2)
-    return [{k: float(v) for k, v in train_step(fast, optimizers, b, b).items()} for b in batches]
+    losses = {k: float(v) for k, v in train_step(fast, optimizers, batch, batch).items()}
+    gradients: dict[str, list[torch.Tensor]] = {}
+    for name, parameter in model.named_parameters():  # none and zero alike: compile returns zeros for a part a phase left out
+        grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        gradients.setdefault(".".join(name.split(".")[:2]), []).append(grad.float().flatten().cpu())
+    return losses, {part: torch.cat(grads) for part, grads in gradients.items()}
 
 
 def test_bf16_autocast_runs_the_parts_in_bf16_and_keeps_float32_weights() -> None:
@@ -47,38 +70,43 @@ def test_bf16_autocast_runs_the_parts_in_bf16_and_keeps_float32_weights() -> Non
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-@pytest.mark.parametrize(
-    ("mode", "tolerance"),
-    [({"channels_last": True}, 1e-2), ({"precision": "bf16"}, 5e-2), ({"compile": True}, 1e-2)],
-    ids=["channels-last", "bf16", "compile"],
-)
-def test_a_fast_mode_follows_the_fp32_eager_losses(mode: dict, tolerance: float) -> None:
-    assert_follows_fp32_eager(mode, tolerance, CPU)
+@pytest.mark.parametrize("mode", [{"channels_last": True}, {"precision": "bf16"}, {"compile": True}],
+                         ids=["channels-last", "bf16", "compile"])
+def test_a_fast_mode_computes_the_fp32_eager_step(mode: dict) -> None:
+    assert_computes_fp32_eager_step(mode, CPU)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(
-    ("mode", "tolerance"), [({"precision": "bf16"}, 5e-2), ({"compile": True}, 1e-2)], ids=["bf16", "compile"]
-)
-def test_on_a_gpu_a_fast_mode_follows_the_fp32_eager_losses(mode: dict, tolerance: float) -> None:
+@pytest.mark.parametrize("mode", [{"precision": "bf16"}, {"compile": True}], ids=["bf16", "compile"])
+def test_on_a_gpu_a_fast_mode_computes_the_fp32_eager_step(mode: dict) -> None:
     """Also every phase of a compiled step: the discriminator is called twice a step, which
     CUDA graphs (``reduce-overhead``) broke."""
-    assert_follows_fp32_eager(mode, tolerance, torch.device("cuda"))
+    assert_computes_fp32_eager_step(mode, torch.device("cuda"))
 
 
-def assert_follows_fp32_eager(mode: dict, tolerance: float, device: torch.device) -> None:
+def assert_computes_fp32_eager_step(mode: dict, device: torch.device) -> None:
     import torch._inductor.config
 
-    # Compiled code draws its own random numbers unless told to use eager's: here it must,
-    # so that both runs see the same encoder noise and prior samples.
-    with torch._inductor.config.patch(fallback_random=True):
-        reference, fast = losses({}, device=device), losses(mode, device=device)
-    for step_ref, step_fast in zip(reference, fast):
-        assert step_ref.keys() == step_fast.keys()
-        for name in step_ref.keys() - {"sup_acc"}:
-            assert step_fast[name] == pytest.approx(step_ref[name], rel=tolerance, abs=tolerance), name
+    bf16 = mode.get("precision") == "bf16"
+    for batch_seed in range(2):
+        # Compiled code draws its own random numbers unless told to use eager's: here it must,
+        # so that both runs see the same encoder noise and prior samples.
+        with torch._inductor.config.patch(fallback_random=True):
+            (reference, reference_grads), (fast, fast_grads) = one_step({}, batch_seed, device), one_step(mode, batch_seed, device)
+        assert reference.keys() == fast.keys() and reference_grads.keys() == fast_grads.keys()
+        tolerance = BF16_LOSS if bf16 else FP32_REORDERING
+        for name in reference.keys() - {"sup_acc"}:
+            assert fast[name] == pytest.approx(reference[name], rel=tolerance), name
         # An accuracy counts images: a rounding may flip one of them, never two.
-        assert abs(step_fast["sup_acc"] - step_ref["sup_acc"]) <= 1 / LABELLED + 1e-6
+        assert abs(fast["sup_acc"] - reference["sup_acc"]) <= 1 / LABELLED + 1e-6
+        for part, gradient in reference_grads.items():
+            if not gradient.any():
+                assert not fast_grads[part].any(), part
+            elif bf16:
+                cosine = torch.nn.functional.cosine_similarity(fast_grads[part].double(), gradient.double(), dim=0)
+                assert cosine >= BF16_GRADIENT_COSINE, (part, float(cosine))
+            else:
+                assert (fast_grads[part] - gradient).norm() <= FP32_REORDERING * gradient.norm(), part
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
