@@ -1,13 +1,23 @@
-"""Shared fixtures: a fixed seed for every test, the embedded MNIST-5k loaded once, and
-scikit-learn's digits prepared once; tests marked ``gpu`` are skipped where torch sees no
-CUDA device."""
+"""Shared fixtures: a compile cache of this CPU's own, a fixed seed for every test, the
+embedded MNIST-5k loaded once, and scikit-learn's digits prepared once; tests marked ``gpu``
+are skipped where torch sees no CUDA device."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+from pixelgan import speed
+
+# torch.compile's kernel cache, one per set of CPU flags: a machine handed on to a session on
+# another CPU keeps /tmp, and a kernel built for one CPU's vector units crashed on another.
+_FLAGS = hashlib.sha256(" ".join(sorted(speed.cpu_flags() or ())).encode()).hexdigest()[:12]
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"pixelgan-inductor-{_FLAGS}"))
 
 
 @pytest.fixture(autouse=True)
