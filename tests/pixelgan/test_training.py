@@ -130,12 +130,13 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     assert {"nll", "d_loss", "g_loss", "val_nll", "val_nll_other_code", "epoch_time_s"} <= set(metrics["last_epoch"])
     assert metrics["epochs"] == 1 and metrics["spec"]["dataset"]["name"] == "digits" and metrics["device"]
     # A longer run with other settings in the same folder is refused, naming the checkpoint ...
-    assert cli_run(tmp_path, data, "train.epochs=2", "prior.dim=5") == 2
+    # (first a change that the weights' shapes would let through, so only the check stops it)
+    assert cli_run(tmp_path, data, "train.epochs=2", "prior.style_dim=3") == 2
     error = capsys.readouterr().err
     assert "checkpoint.pt belongs to a run with other settings" in error
-    assert "model.prior.dim 30 in the checkpoint, 5 now" in error, "it names what differs"
-    assert cli_run(tmp_path, data, "train.epochs=2", "prior.style_dim=3") == 2, "a change the weights' shapes let through"
-    assert "model.prior.style_dim 5 in the checkpoint, 3 now" in capsys.readouterr().err
+    assert "model.prior.style_dim 5 in the checkpoint, 3 now" in error, "it names what differs"
+    assert cli_run(tmp_path, data, "train.epochs=2", "prior.dim=5") == 2
+    assert "model.prior.dim 30 in the checkpoint, 5 now" in capsys.readouterr().err
     assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=one_hot") == 2
     assert "model.encoder.categorical_code 'softmax' in the checkpoint, 'one_hot' now" in capsys.readouterr().err
     # ... while asking for more epochs, or another speed switch, is not: it carries on from the checkpoint,

@@ -1,0 +1,54 @@
+"""The training loop's bookkeeping: each epoch's order of batches, and metrics averaged over
+data-parallel workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pixelgan import engine
+from pixelgan.data.splits import Split
+from pixelgan.params import load_params, train_spec
+from pixelgan.run import Run, Splits
+from tests.helpers import TINY_MODEL_OVERRIDES
+
+
+def test_each_epoch_steps_on_its_own_seeded_permutation(digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training image once an epoch (less the last partial batch), in an order drawn
+    anew each epoch and the same for the same seed."""
+    spec = train_spec(load_params(["dataset=digits", f"paths.data={digits.parent}", *TINY_MODEL_OVERRIDES,
+                                   "train.epochs=2", "train.batch_size=10"]))
+    rows = Split(np.zeros((95, 1, 8, 8), np.uint8), np.arange(95), np.arange(95))  # each label its row
+    seen: list[list[int]] = []
+    monkeypatch.setattr(engine, "train_step", lambda model, optimizers, batch, *rest: seen.append(batch.labels.tolist()) or {})
+
+    def orders() -> list[list[int]]:
+        seen.clear()
+        Run(spec, Splits(rows, rows, None), torch.device("cpu")).fit()
+        return [sum(seen[:9], []), sum(seen[9:], [])]
+
+    first, second = orders()
+    assert len(seen) == 18 and len(set(first)) == len(first) == 90 and len(set(second)) == 90
+    assert first != sorted(first) and first != second, "shuffled, and anew each epoch"
+    assert orders() == [first, second], "by the seed"
+
+
+def _mean_on(rank: int, world: int, rendezvous: str, results) -> None:
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
+    try:
+        results[rank] = engine._mean_over_workers({"loss": float(rank), "accuracy": 1.0 - rank})
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_epochs_metrics_are_the_mean_over_the_workers(tmp_path: Path) -> None:
+    """Two gloo workers, each its own loss: both report the mean."""
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.start_processes(_mean_on, args=(2, f"file://{tmp_path}/rendezvous", results), nprocs=2, start_method="fork")
+        assert dict(results) == {0: {"accuracy": 0.5, "loss": 0.5}, 1: {"accuracy": 0.5, "loss": 0.5}}
