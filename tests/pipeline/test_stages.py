@@ -165,7 +165,8 @@ def test_each_stage_lists_the_params_it_reads_and_no_other(
     reads: set[str] = set()
     overridden: set[str] = set()
     monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
-    digits_fit = [f"paths.data={digits}", "dataset.name=digits", "model.decoder.n_layers=4"]  # the paper's 12 outsee 8x8
+    digits_fit = [f"paths.data={digits}", "dataset.name=digits", "dataset.validation_size=180", "dataset.test_size=180",
+                  "model.decoder.n_layers=4"]  # as the digits were prepared; the paper's 12 layers outsee 8x8
     module.configure([*command[1:], *digits_fit])
 
     if any(key.startswith("runs.") for key in reads):

@@ -41,7 +41,7 @@ def test_each_phase_gets_its_own_rate_times_the_epochs_share() -> None:
 def test_a_run_stopped_and_resumed_ends_at_the_last_epochs_rates(tmp_path: Path) -> None:
     run, data = tmp_path / "run", tmp_path / "data"
     assert cli_run(run, data, "train.epochs=3", "train.lr_schedule=cosine", time_limit=1e-9) == 0
-    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1
+    assert "within_epoch" in load_checkpoint(run / "checkpoint.pt"), "stopped part-way through epoch 1"
     assert cli_run(run, data, "train.epochs=3", "train.lr_schedule=cosine") == 0
     state = load_checkpoint(run / "checkpoint.pt")
     rate = state["optimizers"]["reconstruction"]["param_groups"][0]["lr"]
