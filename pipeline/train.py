@@ -53,7 +53,7 @@ from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
 from pixelgan.params import TrainSpec, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import Run, Splits, read_splits
+from pixelgan.run import LABELLED_ORDER, Run, Splits, read_splits
 
 FINISHED = "FINISHED"
 
@@ -150,10 +150,10 @@ def train_worker(config: dict[str, Any]) -> None:
     run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
 
 
-# What decides a run besides its spec: the code's way of drawing its labelled rows. Changing
-# it (they were the prepare stage's, the same for every seed, until commit f95ccbd) renames
-# every run, so an unfinished run never resumes under another way.
-RUN_FORMAT = {"labels_drawn_by": "seed"}
+# What decides a run besides its spec: the code's way of drawing its labelled rows (they were
+# the prepare stage's, the same for every seed, until commit f95ccbd) and their order. Changing
+# it renames every run, so an unfinished run never resumes under another way.
+RUN_FORMAT = {"labels_drawn_by": "seed", "labelled_order": LABELLED_ORDER}
 
 
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:

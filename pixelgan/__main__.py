@@ -37,7 +37,7 @@ from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import write_json
 from pixelgan.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, train_spec
-from pixelgan.run import Run, read_splits
+from pixelgan.run import LABELLED_ORDER, Run, read_splits
 from pixelgan.speed import device_name
 
 # What a checkpoint may differ in from the run that resumes it: where files live, how a Ray
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/quick"), help="the run's folder (default: runs/quick)")
     parser.add_argument("--time-limit", type=float, default=0, metavar="MINUTES",
                         help="stop at the first training step that ends past it, saving a checkpoint that "
-                             "the same command resumes exactly (0: none)")
+                             "the same command resumes exactly (0: none); scoring a finished run is not cut short")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="as for the pipeline's stages: key=value, group=option, +experiment=paper")
     return parser.parse_args(argv)
@@ -130,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {checkpoint} belongs to a run with other settings ({'; '.join(changed)}); "
                   "pass those, another --out, or delete that folder", file=sys.stderr)
             return 2
+        if spec.train.semi_supervised and state["run"].get("labelled_order") != LABELLED_ORDER:
+            print(f"error: {checkpoint} drew its labelled batches in an order this code no longer draws, so "
+                  "it cannot be continued exactly; pass another --out or delete that folder", file=sys.stderr)
+            return 2
         run.resume(state)
+        if run.within is not None and run.within.epoch > spec.train.epochs:
+            print(f"error: {checkpoint} stopped part-way through epoch {run.within.epoch}; pass train.epochs="
+                  f"{run.within.epoch} or more to finish it, another --out, or delete that folder", file=sys.stderr)
+            return 2
         scored_with = json.loads(done.read_text()).get("eval") if done.exists() else None
         if run.start_epoch >= spec.train.epochs and scored_with == dataclasses.asdict(config):
             print(f"{checkpoint} has trained its {run.start_epoch} epochs and is scored with these eval settings; nothing to do")
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if run.start_epoch < spec.train.epochs:  # scores of fewer epochs no longer describe the run
         done.unlink(missing_ok=True)
-    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run={"spec": wanted},
+    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run={"spec": wanted, "labelled_order": LABELLED_ORDER},
                            history=run.history, speed=run.speed)
     run.fit([saver, *([limit] if limit else [])])
     if limit is not None and limit.stopped_in is not None:

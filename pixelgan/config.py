@@ -309,9 +309,8 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         _choice("dataset.name", self.name, typing.get_args(DatasetName))
         _at_least("dataset.labels", self.labels, 0)
-        if self.validation_size < 2:  # the validation clustering error labels on even rows and scores odd ones
-            raise ConfigError(f"dataset.validation_size={self.validation_size} must be >= 2: the validation "
-                              "clustering error names the clusters on half the split and scores the other half")
+        # 2: the validation clustering error names the clusters on one half and scores the other
+        _at_least("dataset.validation_size", self.validation_size, 2)
         _at_least("dataset.test_size", self.test_size, 1)
         _at_least("dataset.image_size", self.image_size, 2)
         if self.labels % self.classes:
@@ -326,8 +325,9 @@ class DatasetConfig:
 
     def prepared_settings(self) -> dict[str, Any]:
         """What the prepare stage's files depend on: every setting but ``labels``, which each
-        run draws for itself."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "labels"}
+        run draws for itself, and ``root``, which says where the source files are (the files
+        record their sha256s, so the same data moved elsewhere is the same data)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("labels", "root")}
 
 
 T = TypeVar("T")

@@ -6,7 +6,9 @@ sharding, metric reporting, checkpoint storage) comes in as the batches and the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +115,10 @@ def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
         yield from batches
 
 
+def _skip(batches: Iterator[Batch], count: int) -> None:
+    next(itertools.islice(batches, count, count), None)
+
+
 def train_one_epoch(
     model: PixelGAN,
     optimizers: Optimizers,
@@ -137,9 +143,9 @@ def train_one_epoch(
     train = iter(batches)
     labelled = None if labelled_batches is None else _forever(labelled_batches)
     if progress.batches:  # resumed part-way: pass over the batches done, then draw as the stopped epoch would have
-        for iterator in (train, labelled):
-            for _ in range(progress.batches if iterator is not None else 0):
-                next(iterator)
+        _skip(train, progress.batches)
+        if labelled is not None:
+            _skip(labelled, progress.batches)
         torch.set_rng_state(stopped_at)
     for index, batch in enumerate(train, start=progress.batches):
         extra = None if labelled is None else _to(next(labelled), device)
@@ -248,6 +254,9 @@ def fit(
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """
+    if within is not None and within.epoch != start_epoch + 1:
+        raise ValueError(f"progress part-way through epoch {within.epoch} resumes that epoch, not epoch {start_epoch + 1}")
+    within = copy.deepcopy(within)  # it grows as the epoch goes on; the caller's stays as it was
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch + 1, epochs + 1):
         for callback in callbacks:
@@ -255,7 +264,7 @@ def fit(
         started = time.perf_counter()
         remaining = (epochs - epoch) / (epochs - 1) if epochs > 1 else 1.0
         progress = train_one_epoch(model, optimizers, train_batches, device, epoch, callbacks, labelled_batches,
-                                   game.softened(remaining), within if within and within.epoch == epoch else None)
+                                   game.softened(remaining), within if epoch == start_epoch + 1 else None)
         if not progress.complete:
             progress.seconds += time.perf_counter() - started
             for callback in callbacks:

@@ -212,12 +212,18 @@ def check_params(params: dict[str, Any]) -> None:
     that a writer of parameters refuses a bad value with the message a stage would give.
     What needs the prepared data (the image shape, the batch against the training rows) is
     left to the stages."""
+    parts = {name: kind for name, kind in typing.get_type_hints(ModelConfig).items() if name not in ("image", "prior")}
     for run in [params, *(run_params(params, name) for name in params.get("runs") or {})]:
-        dataset_config(run), eval_config(run), read_section(run, Paths, "paths"), _train_sections(run)
+        dataset_config(run)
+        eval_config(run)
+        read_section(run, Paths, "paths")
+        _train_sections(run)
         from_dict(PriorConfig, run.get("prior"), "prior.")
-        parts = {name: kind for name, kind in typing.get_type_hints(ModelConfig).items() if name not in ("image", "prior")}
-        for name, section in (run.get("model") or {}).items():
-            if name not in parts:
+        model = run.get("model") or {}
+        if not isinstance(model, dict):
+            raise ConfigError(f"model must be a mapping, got {model!r}")
+        for name, section in model.items():
+            if name not in parts:  # image comes from the data, prior from its own section
                 raise ConfigError(f"unknown option model.{name} (known: {', '.join(sorted(parts))})")
             from_dict(parts[name], section, f"model.{name}.")
 

@@ -94,6 +94,11 @@ class SetSamplerEpoch(Callback):
         self.sampler.set_epoch(epoch)
 
 
+# How the labelled batches' order is drawn; a run that drew it otherwise (from the global random
+# state, before commit 12b721c) cannot be continued exactly, so it is recorded with every run.
+LABELLED_ORDER = "seed-epoch-rank"
+
+
 class SeedLabelledOrder(Callback):
     """The labelled batches' order drawn afresh every epoch from (seed, epoch, rank) alone,
     as the sampler's is, so a run stopped part-way through an epoch resumes onto it."""

@@ -85,8 +85,9 @@ def check_prepared_from(path: Path, metadata: dict[str, Any], dataset: DatasetCo
     if changed := [f"dataset.{key} {had.get(key)!r} there, {value!r} now"
                    for key, value in sorted(wanted.items()) if had.get(key) != value]:
         raise DataFormatError(
-            f"{path} was prepared with other settings ({'; '.join(changed)}): prepare it again "
-            "(dvc repro prepare), or set paths.data to another folder"
+            f"{path} was prepared with other settings ({'; '.join(changed)}): prepare it again with "
+            "these (dvc repro prepare, after setting them in params.yaml; python -m pixelgan prepares "
+            "a folder that is missing), or set paths.data to another folder"
         )
 
 

@@ -1,4 +1,5 @@
-"""One real local Ray cluster of two nodes, shared by every Ray test of the session."""
+"""What the pipeline's tests share: one real local Ray cluster of two nodes, an S3 server, the
+prepared digits, and a copy of the repository after `dvc repro prepare`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.params import REPO
+from tests.helpers import repo_copy, run
 
 
 # Set before anything in this process imports Ray (its constants are read at import):
@@ -108,6 +110,25 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data")
     prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), data / "digits", data / "raw")
     return data
+
+
+@dataclass(frozen=True)
+class PreparedRepo:
+    path: Path  # a copy of the repository after `dvc repro prepare`; copy it before changing it
+    said: str  # what that command printed
+
+
+@pytest.fixture(scope="session")
+def prepared_repo(tmp_path_factory: pytest.TempPathFactory) -> PreparedRepo:
+    """The repository as a fresh clone has it, after `dvc repro prepare` (MNIST-5k), made once
+    for the tests that start from there."""
+    repo = repo_copy(tmp_path_factory.mktemp("prepared"))
+    return PreparedRepo(repo, run(repo, "-m", "dvc", "repro", "prepare"))
+
+
+def copy_of(prepared: PreparedRepo, destination: Path) -> Path:
+    shutil.copytree(prepared.path, destination, symlinks=True)
+    return destination
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.prepare import main
 from pixelgan.data.parquet import read_split
-from tests.helpers import repo_copy, run
+from tests.helpers import run
+from tests.pipeline.conftest import PreparedRepo, copy_of
 
 
 def test_an_unknown_data_set_fails_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,10 +19,9 @@ def test_an_unknown_data_set_fails_naming_the_option(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.slow
-def test_dvc_repro_prepare_writes_mnist5k_and_digits(tmp_path: Path) -> None:
-    repo = repo_copy(tmp_path)
-    out = run(repo, "-m", "dvc", "repro", "prepare")
-    assert "prepared mnist5k into data/mnist5k: train 4000, validation 500, test 500 in" in out
+def test_dvc_repro_prepare_writes_mnist5k_and_digits(prepared_repo: PreparedRepo, tmp_path: Path) -> None:
+    repo = copy_of(prepared_repo, tmp_path / "repo")
+    assert "prepared mnist5k into data/mnist5k: train 4000, validation 500, test 500 in" in prepared_repo.said
     train, metadata = read_split(repo / "data/mnist5k/train.parquet")
     assert train.images.shape == (4000, 1, 28, 28) and metadata["dataset"] == "mnist5k"
     assert "didn't change, skipping" in run(repo, "-m", "dvc", "repro", "prepare")

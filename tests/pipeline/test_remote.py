@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import repo_copy, run
-from tests.pipeline.conftest import S3Server
+from tests.helpers import run
+from tests.pipeline.conftest import PreparedRepo, S3Server, copy_of
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -20,11 +20,11 @@ def git(cwd: Path, *args: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_fresh_clone_pulls_what_another_pushed_and_reruns_nothing(s3_server: S3Server, tmp_path: Path) -> None:
-    first = repo_copy(tmp_path / "first")
+def test_a_fresh_clone_pulls_what_another_pushed_and_reruns_nothing(s3_server: S3Server, prepared_repo: PreparedRepo,
+                                                                    tmp_path: Path) -> None:
+    first = copy_of(prepared_repo, tmp_path / "first")  # after `dvc repro prepare`
     run(first, "-m", "dvc", "remote", "add", "-d", "store", f"s3://{s3_server.bucket}/dvc")
     run(first, "-m", "dvc", "remote", "modify", "store", "endpointurl", s3_server.endpoint)
-    run(first, "-m", "dvc", "repro", "prepare")
     git(first, "add", "-A")
     git(first, "commit", "-qm", "prepared")
     run(first, "-m", "dvc", "push", "--run-cache", "--with-deps", "prepare")

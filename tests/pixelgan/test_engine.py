@@ -3,6 +3,7 @@ data-parallel workers."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,13 @@ def _mean_on(rank: int, world: int, rendezvous: str, results) -> None:
 
 
 def test_an_epochs_metrics_are_the_mean_over_the_workers(tmp_path: Path) -> None:
-    """Two gloo workers, each its own loss: both report the mean."""
+    """Two gloo workers, each its own loss: both report the mean. (Spawned, not forked: the
+    test process may hold Ray's threads by now.)"""
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.start_processes(_mean_on, args=(2, f"file://{tmp_path}/rendezvous", results), nprocs=2, start_method="fork")
+        workers = mp.start_processes(_mean_on, args=(2, f"file://{tmp_path}/rendezvous", results), nprocs=2,
+                                     join=False, start_method="spawn")
+        deadline = time.monotonic() + 300
+        while not workers.join(timeout=5):
+            assert time.monotonic() < deadline, "the two workers never met"
         assert dict(results) == {0: {"accuracy": 0.5, "loss": 0.5}, 1: {"accuracy": 0.5, "loss": 0.5}}

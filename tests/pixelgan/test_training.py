@@ -210,6 +210,16 @@ def test_a_cli_run_stopped_within_a_step_resumes_to_the_unbroken_runs_weights(
     assert cli_run(tmp_path / "resumed", data, *run[1:], "train.epochs=3", time_limit=1e-9) == 0
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["within_epoch"]["epoch"] == 3
     assert not (tmp_path / "resumed" / "metrics.json").exists(), "stale scores are not left beside a longer run"
+    capsys.readouterr()
+    # Fewer epochs than the one it stopped in would score half an epoch as a whole run: refused.
+    assert cli_run(tmp_path / "resumed", data, *run[1:], "train.epochs=2") == 2
+    assert "stopped part-way through epoch 3; pass train.epochs=3 or more" in capsys.readouterr().err
+    # A checkpoint that drew its labelled batches from the global random state cannot go on exactly.
+    state = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    del state["run"]["labelled_order"]
+    save_checkpoint(tmp_path / "resumed" / "checkpoint.pt", state)
+    assert cli_run(tmp_path / "resumed", data, *run[1:], "train.epochs=3") == 2
+    assert "drew its labelled batches in an order this code no longer draws" in capsys.readouterr().err
 
 
 class StopAt(Callback):
@@ -225,7 +235,7 @@ class StopAt(Callback):
         return self.stopped
 
 
-@pytest.mark.parametrize("at", [(2, 6), (1, 21)], ids=["mid-epoch-2", "after-the-last-step"])
+@pytest.mark.parametrize("at", [(2, 6), (1, 21), (2, 21)], ids=["mid-epoch-2", "after-an-epochs-last-step", "after-the-last-step"])
 def test_a_run_stopped_anywhere_in_an_epoch_resumes_to_the_unbroken_runs_weights(
     data: Path, tmp_path: Path, at: tuple[int, int]
 ) -> None:
@@ -249,6 +259,7 @@ def test_a_run_stopped_anywhere_in_an_epoch_resumes_to_the_unbroken_runs_weights
     resumed = saved(tmp_path / "resumed.pt")
     for part in ("model", "optimizers", "rng"):
         assert_equal_states(unbroken[part], resumed[part], part)
+    assert resumed["history"][at[0] - 1]["epoch_time_s"] >= stopped["within_epoch"]["seconds"] > 0, "both parts timed"
 
 
 @pytest.mark.slow
@@ -316,6 +327,7 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
     assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=one_hot",
                    "train.gradient_penalty=0.5", *FP32) == 0
     assert cli_run(tmp_path / "labels", data, "train.epochs=1", *SEMI, *FP32) == 0
+    assert len(given) == 2, "both runs were scored through score_model"
     for validation_rows, test_rows in given:
         assert np.array_equal(validation_rows, prepared.validation.index) and np.array_equal(test_rows, prepared.test.index)
     clusters, semi = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("clusters", "labels"))
