@@ -66,7 +66,7 @@ BREAKS = [
           "return float((cluster_labels[scores.argmax(dim=1)] == labels)", "clustering error counts the right ones", True,
           (T + "test_evaluation.py",)),
     Break("pixelgan/evaluation.py", "for _ in range(draws)) / draws)", "for _ in range(draws)) / (draws + 1))",
-          "q(y|x) averaged over one draw too many", False, (T + "test_evaluation.py",)),
+          "the posterior averaged over one draw too many", False, (T + "test_evaluation.py",)),
     Break("pixelgan/evaluation.py", "nats_per_image / (dims * math.log(2))", "nats_per_image / dims",
           "bits per dimension without ln 2", True, (T + "test_evaluation.py",)),
     Break("pixelgan/evaluation.py", "cov_b.trace() - 2 * cross)", "cov_b.trace() + 2 * cross)",
