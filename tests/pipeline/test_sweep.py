@@ -171,20 +171,33 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     assert finished, "killed before any trial finished"
     (killed,) = experiments(runs)
 
-    changed = sweep_params(tmp_path, digits, f"paths.runs='{runs}'", "sweep.categorical=[4,5]")  # the last point out, 5 in
+    # The changed grid keeps the points whose trials finished (which trials finish first is the
+    # cluster's to decide), drops one that did not, and adds a new size of the same prior.
+    first = sweep_params(tmp_path, digits, f"paths.runs='{runs}'")
+    first_sweep = from_dict(SweepConfig, first["sweep"])
+    points = {trial_run_name(first_sweep, spec): (spec.model.prior.kind, spec.model.prior.dim)
+              for spec in trial_specs(first, first_sweep)}
+    unfinished = [point for name, point in points.items() if name not in finished]
+    assert unfinished, "killed before every trial finished"
+    kind, out = unfinished[-1]
+    sizes = {k: [d for kk, d in points.values() if kk == k] for k in ("gaussian", "categorical")}
+    sizes[kind] = [d for d in sizes[kind] if d != out] + [max(sizes[kind]) + 1]
+    grid = [f"sweep.{k}=[{','.join(map(str, v))}]" for k, v in sizes.items()]
+    changed = sweep_params(tmp_path, digits, f"paths.runs='{runs}'", *grid)
     rows = run_sweep(plan_sweep(changed))
 
     sweep = from_dict(SweepConfig, changed["sweep"])
     kept = {trial_run_name(sweep, spec) for spec in trial_specs(changed, sweep)}
     shared = set(finished) & kept
-    assert shared, "the first trial to finish is one the two grids share (categorical 6, out, starts last)"
+    assert shared == set(finished), "every finished point is kept"
     reported = {PurePosixPath(row["checkpoint"]).parent.name for row in rows}
     assert shared <= reported, "a finished trial of a shared point was trained again, elsewhere"
     assert all(storage.read_bytes(storage.join(runs, run, "epoch-0001", "checkpoint.pt")) == finished[run] for run in shared), \
         "a finished trial of a shared point was trained again"
-    assert not (set(finished) - shared) & reported, "a point of the old grid was reported"
+    dropped = next(name for name, point in points.items() if point == (kind, out))
+    assert dropped not in reported, "the point the changed grid left out was reported"
     assert experiments(runs) - {killed}, "the changed grid is an experiment of its own"
-    assert sorted((r["prior"], r["dim"]) for r in rows) == [("categorical", 4), ("categorical", 5), ("gaussian", 2), ("gaussian", 3)]
+    assert sorted((r["prior"], r["dim"]) for r in rows) == sorted((k, d) for k, v in sizes.items() for d in v)
     assert all(r["error"] is None and r["val_nll"] > 0 and r["epochs"] == 1 and r["checkpoint"] for r in rows), rows
     table = pq.read_table(tmp_path / "results/sweep.parquet").to_pylist()
     assert [(r["prior"], r["dim"]) for r in table] == [(r["prior"], r["dim"]) for r in rows]
