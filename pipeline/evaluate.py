@@ -39,7 +39,8 @@ from pixelgan.config import ConfigError
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.splits import Split
-from pixelgan.evaluation import clustering_report, score_model
+from pixelgan.clusters import clustering_report
+from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN

@@ -20,6 +20,8 @@ Binarize = Literal["none", "threshold", "stochastic"]
 CategoricalCode = Literal["softmax", "one_hot"]  # the code the decoder and D read (encoder.py)
 Precision = Literal["auto", "fp32", "bf16"]  # train.precision; auto: resolved per device (speed.py)
 LrSchedule = Literal["constant", "cosine"]  # train.lr_schedule (schedule.py)
+EncoderOptimizer = Literal["per_phase", "shared"]  # train.encoder_optimizer (objective.py)
+Softening = Literal["annealed", "held"]  # train.softening (objective.AdversarialGame)
 DatasetName = Literal["mnist5k", "digits", "mnist", "svhn", "smallnorb"]
 
 
@@ -92,7 +94,13 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """q(z|x) as z = f(x, n): strided convs, then an MLP that also reads the noise n."""
+    """q(z|x) as z = f(x, n): strided convs, then an MLP that also reads the noise n.
+
+    ``batch_norm_logits`` normalises each categorical logit over the batch before
+    ``logit_scale`` (encoder.py says why). ``input_noise`` (a standard deviation on the
+    [-1, 1] scale) and ``input_dropout`` (the share of pixels turned off) corrupt what the
+    encoder reads in training only, as the AAE does; the decoder's target stays the image.
+    """
 
     channels: tuple[int, ...] = (32, 64)
     hidden: int = 256
@@ -100,6 +108,9 @@ class EncoderConfig:
     stochastic: bool = True
     logit_scale: float = 3.0
     categorical_code: CategoricalCode = "softmax"
+    batch_norm_logits: bool = True
+    input_noise: float = 0.0
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("encoder.categorical_code", self.categorical_code, typing.get_args(CategoricalCode))
@@ -111,6 +122,9 @@ class EncoderConfig:
             _at_least("encoder.channels[*]", width, 1)
         _at_least("encoder.hidden", self.hidden, 1)
         _at_least("encoder.noise_dim", self.noise_dim, 1 if self.stochastic else 0)
+        _at_least("encoder.input_noise", self.input_noise, 0)
+        if not 0 <= self.input_dropout < 1:
+            raise ConfigError(f"encoder.input_dropout={self.input_dropout} must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -236,6 +250,14 @@ class TrainConfig:
     ``label_rotation`` turns each labelled image by up to that many degrees either way, afresh
     at every draw, before the shift (0: none): the few labelled images then cover more of the
     slants a digit is written at.
+    ``softening`` ``annealed`` lets the instance noise and the prior's temperature fall as
+    above; ``held`` keeps them whole to the last epoch.
+    ``marginal_entropy`` weighs a term of the encoder's step as generator that raises the
+    entropy of q(y|x) averaged over the batch (CatGAN, IMSAT): every category used, in
+    proportion, whatever D makes of the codes (0: none).
+    ``encoder_optimizer`` ``per_phase`` gives the encoder one Adam per phase (each normalises
+    its own gradient); ``shared`` one Adam for all its phases, at ``lr_reconstruction``, so
+    the adversarial and reconstruction gradients are weighed against each other.
     ``lr_schedule`` is ``constant`` or ``cosine`` (every phase's rate annealed towards zero
     over ``epochs``: ``pixelgan.schedule``).
     ``precision``, ``channels_last`` and ``compile`` change how fast a step runs, not what it
@@ -253,6 +275,9 @@ class TrainConfig:
     gradient_penalty: float = 0.0
     instance_noise: float = 0.0
     prior_temperature: float = 0.0
+    softening: Softening = "annealed"
+    marginal_entropy: float = 0.0
+    encoder_optimizer: EncoderOptimizer = "per_phase"
     label_shift: int = 0
     label_rotation: float = 0.0
     binarize: Binarize = "stochastic"
@@ -272,6 +297,9 @@ class TrainConfig:
         _at_least("train.gradient_penalty", self.gradient_penalty, 0)
         _at_least("train.instance_noise", self.instance_noise, 0)
         _at_least("train.prior_temperature", self.prior_temperature, 0)
+        _choice("train.softening", self.softening, typing.get_args(Softening))
+        _at_least("train.marginal_entropy", self.marginal_entropy, 0)
+        _choice("train.encoder_optimizer", self.encoder_optimizer, typing.get_args(EncoderOptimizer))
         _at_least("train.label_shift", self.label_shift, 0)
         if not 0 <= self.label_rotation <= 180:
             raise ConfigError(f"train.label_rotation={self.label_rotation} must be degrees in [0, 180]")

@@ -16,7 +16,13 @@ saturates, and no gradient, adversarial or otherwise, gets through it again. Nor
 each category's logit over the batch takes that shared direction out, so the aggregated
 posterior stays spread over the categories while the discriminator learns; the fixed scale
 bounds how sharp a code can be (3 lets one category reach ~0.7 of 30). Our choice: the paper
-does not say how it kept its categorical head from collapsing.
+does not say how it kept its categorical head from collapsing. ``batch_norm_logits=false``
+leaves the logits as the layer gives them (times ``logit_scale``), as the PixelGAN and the
+AAE do; then the scores see what training saw, and a code can be as sharp as it likes, and
+``train.marginal_entropy`` is the other way to keep every category in use.
+
+``input_noise`` and ``input_dropout`` corrupt the image the encoder reads, in training mode
+only (the AAE's way of making its encoder stochastic); the decoder still models the image.
 
 What the decoder and the discriminator read of the categorical part is ``categorical_code``:
 ``softmax``, the probabilities themselves (the AAE's choice), or ``one_hot``, the one-hot
@@ -65,24 +71,35 @@ class Encoder(nn.Module):
             nn.LeakyReLU(0.2),
         )
         self.categorical = nn.Linear(config.hidden, prior.categories) if prior.categories else None
-        self.balance = nn.BatchNorm1d(prior.categories, affine=False) if prior.categories else None
+        self.balance = nn.BatchNorm1d(prior.categories, affine=False) if prior.categories and config.batch_norm_logits else None
         self.gaussian = nn.Linear(config.hidden, prior.gaussian_dim) if prior.gaussian_dim else None
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Posterior:
         """Encode data-form images [B, C, H, W]; ``noise`` [B, noise_dim] defaults to N(0, I)."""
-        features = self.features(to_signed_unit(x))  # [B, F]
+        features = self.features(self._corrupted(to_signed_unit(x)))  # [B, F]
         if self.config.stochastic:
             if noise is None:
                 noise = torch.randn(x.shape[0], self.config.noise_dim, device=x.device)
             features = torch.cat([features, noise.to(features.dtype)], dim=1)
         hidden = self.trunk(features)  # [B, hidden]
         logits = None
-        if self.categorical is not None and self.balance is not None:
-            logits = self.config.logit_scale * self.balance(self.categorical(hidden))
+        if self.categorical is not None:
+            logits = self.categorical(hidden)
+            logits = self.config.logit_scale * (self.balance(logits) if self.balance is not None else logits)
         parts = [] if logits is None else [self._categorical_code(logits)]
         if self.gaussian is not None:
             parts.append(self.gaussian(hidden))
         return Posterior(torch.cat(parts, dim=1), logits)
+
+    def _corrupted(self, x: Tensor) -> Tensor:
+        """``x`` in [-1, 1] with training's corruption: Gaussian noise, pixels turned off (to -1)."""
+        if not self.training:
+            return x
+        if self.config.input_dropout:
+            x = torch.where(torch.rand_like(x) < self.config.input_dropout, -1.0, x)
+        if self.config.input_noise:
+            x = x + self.config.input_noise * torch.randn_like(x)
+        return x
 
     def _categorical_code(self, logits: Tensor) -> Tensor:
         probs = logits.softmax(dim=1)

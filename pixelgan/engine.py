@@ -6,6 +6,7 @@ sharding, metric reporting, checkpoint storage) comes in as the batches and the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from pixelgan.clusters import category_diagnostics, ink, validation_error
 from pixelgan.data import Batch
 from pixelgan.decoder import negative_log_likelihood
 from pixelgan.model import PixelGAN
@@ -181,12 +183,36 @@ def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
     return dict(zip(names, (values / dist.get_world_size()).tolist()))
 
 
+@contextlib.contextmanager
+def training_mode(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in training mode for a look at what training sees (batch statistics, input
+    corruption), its buffers (BatchNorm's running statistics) left as they were, then back in
+    eval mode."""
+    kept = [buffer.clone() for buffer in module.buffers()]
+    module.train()
+    try:
+        yield
+    finally:
+        for buffer, value in zip(module.buffers(), kept):
+            buffer.copy_(value)
+        module.eval()
+
+
+def _gathered(values: Tensor) -> Tensor:
+    """Every worker's rows of ``values``, rank by rank (itself in one process)."""
+    if not _distributed():
+        return values
+    parts: list[Tensor | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, values.cpu())
+    return torch.cat([part for part in parts if part is not None])
+
+
 @torch.no_grad()
 def evaluate(
     model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool = False
 ) -> dict[str, float]:
-    """NLL in nats per image given each image's own code and another image's, and how the
-    adversarial game stands.
+    """NLL in nats per image given each image's own code and another image's, how the
+    adversarial game stands, and for a prior with categories what they split by.
 
     ``nll`` is -log p(x | f(x, n)). ``nll_other_code`` pairs each image with the code of the
     next image in its batch: the gap between the two is how much the decoder uses z, the
@@ -194,16 +220,24 @@ def evaluate(
     the discriminator's calls that are right on these codes and as many prior samples (0.5:
     it cannot tell them apart; 1: it wins outright). For a prior with categories,
     ``top_probability`` is the mean largest probability of q(y|x) (1: one-hot codes, as the
-    prior's) and ``categories_used`` how many categories are some image's most probable one.
-    With ``classify`` (a semi-supervised model, whose categories are the classes) ``error``
-    is the categorical head's error against the batches' labels, from one noise draw: an
-    epoch-by-epoch view of the score that the run's end measures on the test split.
+    prior's), ``error_paper_rule`` the clustering error within the split
+    (``clusters.validation_error``, from one noise draw) and the rest
+    ``clusters.category_diagnostics``. With ``classify`` (a semi-supervised model, whose
+    categories are the classes) ``error`` is the categorical head's error against the
+    batches' labels, from one noise draw: an epoch-by-epoch view of the score that the run's
+    end measures on the test split. Its random draws are its own: training after it draws
+    as it would have without it.
     """
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        return _evaluate(model, batches, device, classify)
+
+
+def _evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool) -> dict[str, float]:
     model.eval()
     generator = torch.Generator().manual_seed(0)  # the prior samples D is scored on, apart from training's draws
     categories = model.config.prior.categories
-    # own-code NLL, other-code NLL, head errors, images, top probabilities, D's right calls; then images per category
-    totals = torch.zeros(6 + categories, dtype=torch.float64)
+    totals = torch.zeros(4, dtype=torch.float64)  # own-code NLL, other-code NLL, images, D's right calls
+    probs, train_probs, labels, drawn = [], [], [], []
     for batch in batches:
         images = batch.images.to(device)
         encoded = model.encoder(images)
@@ -212,24 +246,26 @@ def evaluate(
         prior = model.prior.sample(len(images), generator).to(device)
         calls = model.discriminator(torch.cat([prior, encoded.code.to(prior.dtype)])).float()  # [2B, parts]
         right = (calls[: len(images)] > 0).float().mean(1).sum() + (calls[len(images) :] < 0).float().mean(1).sum()
-        wrong, top, used = 0.0, 0.0, torch.zeros(categories, dtype=torch.float64)
+        totals += torch.tensor([float(own), float(other), len(images), float(right)], dtype=torch.float64)
         if encoded.logits is not None:
-            probs = encoded.logits.float().softmax(dim=1)
-            top = float(probs.max(dim=1).values.sum())
-            used = torch.bincount(probs.argmax(dim=1).cpu(), minlength=categories).double()
-            if classify:
-                wrong = float((probs.argmax(dim=1).cpu() != batch.labels).sum())
-        head = torch.tensor([float(own), float(other), wrong, len(images), top, float(right)], dtype=torch.float64)
-        totals += torch.cat([head, used])
+            probs.append(encoded.logits.float().softmax(dim=1).cpu())
+            with training_mode(model.encoder):
+                train_logits = model.encoder(images).logits
+            assert train_logits is not None
+            train_probs.append(train_logits.float().softmax(dim=1).cpu())
+            labels.append(batch.labels)
+            drawn.append(ink(batch.images))
     if _distributed():  # each worker saw its own shard
         totals = _sum_over_workers(totals)
-    count = max(float(totals[3]), 1.0)
+    count = max(float(totals[2]), 1.0)
     metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count,
-               "d_accuracy": float(totals[5]) / (2 * count)}
+               "d_accuracy": float(totals[3]) / (2 * count)}
     if categories:
-        metrics |= {"top_probability": float(totals[4]) / count, "categories_used": float((totals[6:] > 0).sum())}
-    if classify:
-        metrics["error"] = float(totals[2]) / count
+        q, q_train, y = (_gathered(torch.cat(parts)) for parts in (probs, train_probs, labels))
+        metrics |= {"top_probability": float(q.max(dim=1).values.mean()), "error_paper_rule": validation_error(q, y)}
+        metrics |= category_diagnostics(q, y, _gathered(torch.cat(drawn)), q_train)
+        if classify:
+            metrics["error"] = float((q.argmax(dim=1) != y).double().mean())
     return metrics
 
 

@@ -1,20 +1,9 @@
-"""Scores of a trained model: clustering and classification error, likelihood units, Fréchet distance.
-
-Clustering follows the AAE's rule, which the PixelGAN paper uses (Table 1): for each cluster
-i, the one validation example that maximises q(z_i | x) gives its label to the whole
-cluster, and the test error of argmax_i q(z_i | x) under those labels is reported. It is
-stricter than a majority vote (also reported, with its name) or a Hungarian matching.
-Scores are any [N, K] array that ranks clusters, so k-means (negative distances) is scored
-by the same code.
-
-Choices (a set-up, epochs, a rate) are made on a validation score, never on the test split:
-the same rule inside the validation split, the clusters labelled by its even rows and the
-error counted on its odd rows (``val_error_*``). The test labels enter nothing but the test
-error.
-"""
+"""Scores of a trained model: the posterior over categories, Table 1's scores, likelihood
+units, Fréchet distance (the clustering rules are ``pixelgan.clusters``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -22,15 +11,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from pixelgan.clusters import category_diagnostics, classification_error, clustering_report, ink
 from pixelgan.data import ImageDataset, data_form
 from pixelgan.data.splits import Split
-from pixelgan.engine import evaluate
+from pixelgan.engine import evaluate, training_mode
 from pixelgan.model import PixelGAN
 
 
 @torch.no_grad()
-def posterior_categories(model: PixelGAN, images: Tensor, draws: int = 8, batch_size: int = 500) -> Tensor:
-    """q(z_i | x) [N, K] for data-form images, averaged over ``draws`` noise inputs.
+def posterior_categories(
+    model: PixelGAN, images: Tensor, draws: int = 8, batch_size: int = 500, training: bool = False
+) -> Tensor:
+    """q(z_i | x) [N, K] for data-form images, averaged over ``draws`` noise inputs; with
+    ``training``, as the encoder computes it in training (``engine.training_mode``).
 
     q(z|x) is implicit (z = f(x, n)): its category probabilities are the softmax averaged
     over draws of n. A deterministic encoder needs one draw.
@@ -48,57 +41,11 @@ def posterior_categories(model: PixelGAN, images: Tensor, draws: int = 8, batch_
         return logits.softmax(dim=1)
 
     chunks = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        chunks.append((sum(probabilities(x) for _ in range(draws)) / draws).cpu())
+    with training_mode(model.encoder) if training else contextlib.nullcontext():
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device)
+            chunks.append((sum(probabilities(x) for _ in range(draws)) / draws).cpu())
     return torch.cat(chunks)
-
-
-def labels_by_best_example(scores: Tensor, labels: Tensor) -> Tensor:
-    """The paper's rule: cluster i takes the label of the example with the highest score i. [K]"""
-    return labels[scores.argmax(dim=0)]
-
-
-def labels_by_majority(scores: Tensor, labels: Tensor) -> Tensor:
-    """Cluster i takes the commonest label among the examples assigned to it; an empty
-    cluster falls back to the paper's rule. [K]"""
-    assigned = scores.argmax(dim=1)
-    cluster_labels = labels_by_best_example(scores, labels).clone()
-    for cluster in assigned.unique():
-        cluster_labels[cluster] = labels[assigned == cluster].mode().values
-    return cluster_labels
-
-
-def clustering_error(scores: Tensor, labels: Tensor, cluster_labels: Tensor) -> float:
-    """Error of predicting ``cluster_labels[argmax_i scores]`` for each row of ``scores``."""
-    return float((cluster_labels[scores.argmax(dim=1)] != labels).double().mean())
-
-
-def classification_error(scores: Tensor, labels: Tensor) -> float:
-    """Error of argmax over classes (the semi-supervised head, a classifier)."""
-    return float((scores.argmax(dim=1) != labels).double().mean())
-
-
-def validation_halves(n: int) -> tuple[Tensor, Tensor]:
-    """The validation split's two halves: rows that label the clusters (even), rows scored (odd)."""
-    rows = torch.arange(n)
-    return rows[0::2], rows[1::2]
-
-
-def clustering_report(val_scores: Tensor, val_labels: Tensor, test_scores: Tensor, test_labels: Tensor) -> dict[str, float]:
-    """Test error under the paper's rule and under the majority vote, the clusters' labels
-    taken from the validation split; the same two errors within the validation split (its
-    even rows label, its odd rows are scored), to choose by; how many clusters the test set
-    uses."""
-    exemplars, scored = validation_halves(len(val_scores))
-    half_scores, half_labels = val_scores[exemplars], val_labels[exemplars]
-    return {
-        "error_paper_rule": clustering_error(test_scores, test_labels, labels_by_best_example(val_scores, val_labels)),
-        "error_majority": clustering_error(test_scores, test_labels, labels_by_majority(val_scores, val_labels)),
-        "val_error_paper_rule": clustering_error(val_scores[scored], val_labels[scored], labels_by_best_example(half_scores, half_labels)),
-        "val_error_majority": clustering_error(val_scores[scored], val_labels[scored], labels_by_majority(half_scores, half_labels)),
-        "clusters_used": int(test_scores.argmax(1).unique().numel()),
-    }
 
 
 def category_scores(
@@ -106,12 +53,16 @@ def category_scores(
 ) -> dict[str, object]:
     """Table 1's score of a model with categories, from (data-form images, labels) splits:
     the categorical head's test error for a semi-supervised model, else the clustering error;
-    each beside its validation figure, to choose by."""
+    each beside its validation figure, to choose by; and what the categories split by on
+    the validation split (``clusters.category_diagnostics``)."""
     q_val = posterior_categories(model, validation[0], draws)
     q_test = posterior_categories(model, test[0], draws)
+    diagnostics = category_diagnostics(q_val, validation[1], ink(validation[0]),
+                                       posterior_categories(model, validation[0], draws, training=True))
     if semi_supervised:
-        return {"val_error": classification_error(q_val, validation[1]), "test_error": classification_error(q_test, test[1])}
-    return {"clustering": clustering_report(q_val, validation[1], q_test, test[1])}
+        return {"val_error": classification_error(q_val, validation[1]), "test_error": classification_error(q_test, test[1]),
+                "diagnostics": diagnostics}
+    return {"clustering": clustering_report(q_val, validation[1], q_test, test[1]), "diagnostics": diagnostics}
 
 
 @torch.no_grad()

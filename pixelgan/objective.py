@@ -5,13 +5,15 @@
 - adversarial: the discriminator learns to tell prior samples from codes, then the encoder,
   as its generator, learns to pass its codes off as prior samples; ``AdversarialGame``
   holds what regularises D and softens what it sees (``train.gradient_penalty``,
-  ``train.instance_noise``, ``train.prior_temperature``);
+  ``train.instance_noise``, ``train.prior_temperature``, ``train.softening``) and what the
+  generator's step adds (``train.marginal_entropy``);
 - supervised (semi-supervised runs): cross-entropy of the categorical head on a mini-batch of
   labelled images drawn beside each unlabelled one (as in the AAE).
 
 Each phase owns one optimizer over exactly the parameters it may change, and zeroes their
 gradients before its backward pass, so what one phase leaves in ``.grad`` never leaks into
-another's step. Phases return detached losses, not floats, so a GPU step never waits on them.
+another's step. With ``train.encoder_optimizer=shared`` the encoder's three phases step one
+Adam (the reconstruction phase's), whose moments then hold all their gradients together. Phases return detached losses, not floats, so a GPU step never waits on them.
 """
 
 from __future__ import annotations
@@ -53,28 +55,41 @@ class Optimizers:
 class AdversarialGame:
     """What regularises D and softens its view, each 0 for none: ``gradient_penalty``
     (``discriminator_step``), ``instance_noise`` on prior samples and codes alike, and
-    ``prior_temperature``, for categorical prior samples as soft as a softmax code."""
+    ``prior_temperature``, for categorical prior samples as soft as a softmax code; whether
+    the softening is ``held`` whole rather than annealed; and ``marginal_entropy``, the
+    weight of the batch's category entropy in the generator's step (``generator_step``)."""
 
     gradient_penalty: float = 0.0
     instance_noise: float = 0.0
     prior_temperature: float = 0.0
+    held: bool = False
+    marginal_entropy: float = 0.0
 
     @classmethod
     def of(cls, config: TrainConfig) -> AdversarialGame:
         return cls(gradient_penalty=config.gradient_penalty, instance_noise=config.instance_noise,
-                   prior_temperature=config.prior_temperature)
+                   prior_temperature=config.prior_temperature, held=config.softening == "held",
+                   marginal_entropy=config.marginal_entropy)
 
     def softened(self, share: float) -> AdversarialGame:
-        """The game with ``share`` of its softening left (the penalty stays whole)."""
+        """The game with ``share`` of its softening left (all of it when ``held``; the
+        penalty and the entropy term stay whole)."""
+        if self.held:
+            return self
         return dataclasses.replace(self, instance_noise=self.instance_noise * share,
                                    prior_temperature=self.prior_temperature * share)
 
 
 def build_optimizers(model: PixelGAN, config: TrainConfig) -> Optimizers:
     encoder = list(model.encoder.parameters())
+    reconstruction = Adam(encoder + list(model.decoder.parameters()), lr=config.lr_reconstruction)
+    discriminator = Adam(model.discriminator.parameters(), lr=config.lr_discriminator, betas=GAN_BETAS)
+    if config.encoder_optimizer == "shared":  # a phase's step skips the parameters it left without a gradient
+        supervised = reconstruction if model.config.prior.categories else None
+        return Optimizers(reconstruction, discriminator, generator=reconstruction, supervised=supervised)
     return Optimizers(
-        reconstruction=Adam(encoder + list(model.decoder.parameters()), lr=config.lr_reconstruction),
-        discriminator=Adam(model.discriminator.parameters(), lr=config.lr_discriminator, betas=GAN_BETAS),
+        reconstruction=reconstruction,
+        discriminator=discriminator,
         generator=Adam(encoder, lr=config.lr_generator, betas=GAN_BETAS),
         supervised=Adam(encoder, lr=config.lr_supervised) if model.config.prior.categories else None,
     )
@@ -141,9 +156,22 @@ def discriminator_step(
 def generator_step(
     model: PixelGAN, optimizer: Optimizer, images: Tensor, game: AdversarialGame = AdversarialGame()
 ) -> dict[str, Tensor]:
-    """The encoder's update as the generator (the non-saturating loss, -log D(f(x, n)))."""
-    code = _blurred(model.encoder(images).code, game.instance_noise)
-    return {"g_loss": _step(optimizer, _bce(model.discriminator(code), 1.0))}
+    """The encoder's update as the generator (the non-saturating loss, -log D(f(x, n))), less
+    ``game.marginal_entropy`` times the entropy of the batch's mean q(y|x)."""
+    encoded = model.encoder(images)
+    fooling = _bce(model.discriminator(_blurred(encoded.code, game.instance_noise)), 1.0)
+    if not (game.marginal_entropy and encoded.logits is not None):
+        return {"g_loss": _step(optimizer, fooling)}
+    entropy = batch_marginal_entropy(encoded.logits.float().softmax(dim=1))
+    _step(optimizer, fooling - game.marginal_entropy * entropy)
+    return {"g_loss": fooling.detach(), "marginal_entropy": entropy.detach()}
+
+
+def batch_marginal_entropy(probs: Tensor) -> Tensor:
+    """H(mean_x q(y|x)) in nats over a batch's rows [B, K]: ln K when the batch uses every
+    category equally, 0 when it puts every image in one."""
+    marginal = probs.mean(dim=0)
+    return -(marginal * marginal.clamp_min(1e-12).log()).sum()
 
 
 def adversarial_phase(

@@ -36,7 +36,9 @@ class LearningRateSchedule(Callback):
 
     def on_epoch_start(self, epoch: int) -> None:
         factor = lr_factor(self.config.lr_schedule, epoch, self.config.epochs)
+        seen: set[int] = set()  # a shared optimizer runs at its first phase's rate
         for phase, optimizer in vars(self.optimizers).items():
-            if optimizer is not None:
+            if optimizer is not None and id(optimizer) not in seen:
+                seen.add(id(optimizer))
                 for group in optimizer.param_groups:
                     group["lr"] = getattr(self.config, f"lr_{phase}") * factor

@@ -22,7 +22,8 @@ from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.config import DatasetConfig, from_dict
 from pixelgan.data import data_form
 from pixelgan.data.splits import labelled_rows
-from pixelgan.evaluation import classification_error, clustering_error, labels_by_majority, posterior_categories
+from pixelgan.clusters import classification_error, clustering_error, labels_by_majority
+from pixelgan.evaluation import posterior_categories
 from pixelgan.run import read_prepared
 
 CLASSES = 10

@@ -58,3 +58,23 @@ def test_an_epochs_metrics_are_the_mean_over_the_workers(tmp_path: Path) -> None
         while not workers.join(timeout=5):
             assert time.monotonic() < deadline, "the two workers never met"
         assert dict(results) == {0: {"accuracy": 0.5, "loss": 0.5}, 1: {"accuracy": 0.5, "loss": 0.5}}
+
+
+def test_validation_says_what_the_categories_split_by_and_leaves_training_as_it_was(digits: Path) -> None:
+    """Each epoch's validation reports the clustering error and the diagnostics; its own
+    random draws and its look at the encoder in training mode change nothing in training."""
+    from pixelgan.run import read_prepared
+
+    spec = train_spec(load_params(["dataset=digits", f"paths.data={digits.parent}", *TINY_MODEL_OVERRIDES,
+                                   "train.epochs=2", "train.batch_size=32", "prior.dim=10"]))
+    splits = read_prepared(digits, test=False)
+    validated = Run(spec, splits, torch.device("cpu"))
+    metrics = validated.fit()
+    unvalidated = Run(spec, splits, torch.device("cpu"))
+    unvalidated.validation_batches = None
+    unvalidated.fit()
+    for name, value in validated.model.state_dict().items():
+        assert torch.equal(value, unvalidated.model.state_dict()[name]), name
+    for name in ("val_error_paper_rule", "val_nmi_label", "val_nmi_ink", "val_ink_explained", "val_train_eval_agreement"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    assert 0.0 < metrics["val_batch_marginal_entropy"] <= np.log(10) and 1 <= metrics["val_categories_used"] <= 10

@@ -12,18 +12,16 @@ from pixelgan.classifier import Classifier, sample_quality, train_classifier
 from pixelgan.config import PriorConfig
 from pixelgan.data.splits import Split
 from pixelgan import evaluation
-from pixelgan.evaluation import (
-    category_scores,
+from pixelgan.clusters import (
+    category_diagnostics,
     classification_error,
     clustering_error,
     clustering_report,
-    frechet_distance,
     labels_by_best_example,
+    ink,
     labels_by_majority,
-    likelihood_units,
-    posterior_categories,
-    score_model,
 )
+from pixelgan.evaluation import category_scores, frechet_distance, likelihood_units, posterior_categories, score_model
 from pixelgan.model import PixelGAN
 from tests.helpers import tiny_model_config
 
@@ -75,20 +73,22 @@ def test_a_models_scores_take_each_split_where_it_belongs(monkeypatch: pytest.Mo
     head's error on each split."""
     val_images, test_images = torch.zeros(len(VAL_LABELS), 1, 2, 2), torch.ones(len(TEST_LABELS), 1, 2, 2)
     posteriors = {id(val_images): VAL_SCORES, id(test_images): TEST_SCORES}
-    monkeypatch.setattr(evaluation, "posterior_categories", lambda model, images, draws: posteriors[id(images)])
+    monkeypatch.setattr(evaluation, "posterior_categories", lambda model, images, draws, **_: posteriors[id(images)])
     splits = ((val_images, VAL_LABELS), (test_images, TEST_LABELS))
-    assert category_scores(None, *splits, draws=1, semi_supervised=False) == {"clustering": EXPECTED}
+    diagnostics = category_diagnostics(VAL_SCORES, VAL_LABELS, ink(val_images), VAL_SCORES)
+    assert category_scores(None, *splits, draws=1, semi_supervised=False) == {"clustering": EXPECTED, "diagnostics": diagnostics}
     # As a classifier's scores: validation argmaxes 0,0,0,1,1,0,0,1 against labels 3,7,7,5,5,7,3,1.
     head_val, head_test = torch.tensor([0, 0, 0, 1, 1, 0, 0, 1]), torch.tensor([3, 3, 3, 1])
     assert category_scores(None, (val_images, head_val), (test_images, head_test), draws=1, semi_supervised=True) == {
-        "val_error": 0.0, "test_error": 0.75}
+        "val_error": 0.0, "test_error": 0.75,
+        "diagnostics": category_diagnostics(VAL_SCORES, head_val, ink(val_images), VAL_SCORES)}
 
 
 def hand_made_posteriors(monkeypatch: pytest.MonkeyPatch) -> tuple[Split, Split]:
     """Validation and test splits of 8x8 images (blank, and full) whose posteriors are the
     hand-made ones above, each split's own."""
     monkeypatch.setattr(evaluation, "posterior_categories",
-                        lambda model, images, draws: VAL_SCORES if images.max() == 0 else TEST_SCORES)
+                        lambda model, images, draws, **_: VAL_SCORES if images.max() == 0 else TEST_SCORES)
 
     def split(value: int, labels: torch.Tensor) -> Split:
         return Split(np.full((len(labels), 1, 8, 8), value, np.uint8), labels.numpy(), np.arange(len(labels)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import (
     AdversarialGame,
+    batch_marginal_entropy,
     build_optimizers,
     discriminator_step,
     generator_step,
@@ -216,6 +218,7 @@ def test_the_game_takes_each_setting_of_its_own_name_from_the_train_config() -> 
     config = TrainConfig(gradient_penalty=0.1, instance_noise=0.2, prior_temperature=0.3)
     game = AdversarialGame.of(config)
     assert game == AdversarialGame(gradient_penalty=0.1, instance_noise=0.2, prior_temperature=0.3)
+    assert AdversarialGame.of(TrainConfig(softening="held", marginal_entropy=0.5)) == AdversarialGame(held=True, marginal_entropy=0.5)
     assert game.softened(0.5) == AdversarialGame(gradient_penalty=0.1, instance_noise=0.1, prior_temperature=0.15)
 
 
@@ -261,3 +264,67 @@ def test_an_epoch_feeds_the_supervised_phase_its_labelled_batches_alone() -> Non
     base = epoch(y, labelled_y)
     assert _same(base, epoch((y + 1) % 4, labelled_y))
     assert not _same(base, epoch(y, (labelled_y + 1) % 4))
+
+
+def _with_encoder(prior: PriorConfig = PRIORS[1], **encoder: object) -> PixelGAN:
+    config = tiny_model_config(prior=prior)
+    return PixelGAN(dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, **encoder)))
+
+
+def test_without_batch_norm_the_logits_are_the_layers_own_times_the_scale() -> None:
+    torch.manual_seed(0)
+    model = _with_encoder(batch_norm_logits=False, logit_scale=2.0, stochastic=False, noise_dim=0)
+    x = images(16)
+    hidden = model.encoder.trunk(model.encoder.features(2 * x - 1))
+    assert torch.allclose(model.encoder(x).logits, 2.0 * model.encoder.categorical(hidden))
+    torch.manual_seed(0)
+    normalised = _with_encoder(stochastic=False, noise_dim=0).encoder(x).logits
+    assert normalised.mean(dim=0).abs().max() < 1e-5, "batch norm centres each category's logit over the batch"
+
+
+def test_input_corruption_changes_the_code_in_training_only() -> None:
+    torch.manual_seed(0)
+    clean = _with_encoder()
+    corrupted = _with_encoder(input_noise=0.5, input_dropout=0.3)
+    corrupted.load_state_dict(clean.state_dict())
+    x, noise = images(8), torch.randn(8, clean.config.encoder.noise_dim)
+    clean.eval(), corrupted.eval()
+    assert torch.equal(clean.encoder(x, noise).code, corrupted.encoder(x, noise).code)
+    clean.train(), corrupted.train()
+    assert not torch.allclose(clean.encoder(x, noise).code, corrupted.encoder(x, noise).code)
+
+
+def test_the_marginal_entropy_term_spreads_a_batch_over_the_categories() -> None:
+    x = images(32)
+
+    def entropy_after(weight: float) -> float:
+        torch.manual_seed(0)
+        model = _with_encoder(batch_norm_logits=False, logit_scale=5.0)
+        optimizers = build_optimizers(model, TrainConfig(lr_generator=1e-2))
+        for _ in range(10):
+            generator_step(model, optimizers.generator, x, AdversarialGame(marginal_entropy=weight))
+        with torch.no_grad():
+            return float(batch_marginal_entropy(model.encoder(x).logits.softmax(dim=1)))
+
+    assert entropy_after(10.0) > entropy_after(0.0) + 0.05
+
+
+def test_a_shared_encoder_optimizer_steps_the_encoder_once_per_phase_with_one_adam() -> None:
+    model = make_model(PRIORS[2])
+    labelled = Batch(images(6), torch.randint(0, 4, (6,)))
+    shared = build_optimizers(model, TrainConfig(encoder_optimizer="shared"))
+    assert shared.generator is shared.reconstruction is shared.supervised
+    train_step(model, shared, Batch(images(6), torch.zeros(6, dtype=torch.long)), labelled)
+    weight = next(model.encoder.parameters())
+    assert int(shared.reconstruction.state[weight]["step"]) == 3, "reconstruction, generator and supervised steps"
+    decoder_weight = next(model.decoder.parameters())
+    assert int(shared.reconstruction.state[decoder_weight]["step"]) == 1, "the decoder only in reconstruction"
+    per_phase = build_optimizers(make_model(), TrainConfig())
+    assert per_phase.generator is not per_phase.reconstruction
+
+
+def test_held_softening_stays_whole_to_the_last_epoch() -> None:
+    held = AdversarialGame.of(TrainConfig(instance_noise=0.2, prior_temperature=0.3, softening="held", marginal_entropy=1.0))
+    assert held.softened(0.0) == held
+    annealed = AdversarialGame.of(TrainConfig(instance_noise=0.2, marginal_entropy=1.0))
+    assert annealed.softened(0.0).instance_noise == 0.0 and annealed.softened(0.0).marginal_entropy == 1.0
