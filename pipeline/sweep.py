@@ -1,4 +1,4 @@
-"""DVC stage `sweep`: Ray Tune over prior types and latent sizes, each trial a train job.
+"""DVC stage `sweep`: Ray Tune over prior types and latent sizes, or over any levers, each trial a train job.
 
     python -m pipeline.sweep                                   # params.yaml (conf/sweep/)
     python -m pipeline.sweep sweep.gaussian=[2,5,10] sweep.scheduler=asha
@@ -11,14 +11,21 @@ deprecated). A trial's driver asks for 1% of a CPU, so the Train workers get the
 as many trials run at once as the cluster has room for with their workers: no trial can
 hold a core its workers need, so a 2-core machine never deadlocks.
 
+The points are a grid (sizes x ``extra``), or with ``sweep.samples`` that many points drawn
+at random from ``sweep.space`` (a list of values per parameter), by ``sweep.seed``: drawn on
+the driver, not by Tune, so the same search has the same points on every machine and a
+killed one resumes. With ``sweep.scheduler=asha`` Tune stops the trials that trail at each
+rung of epochs by ``sweep.metric`` (every trial reports every epoch).
+
 Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its parameters, its
-final metrics, checkpoint path, relative to the project, and wall time), results/best.json
-(the best trial of each prior by ``sweep.metric``) and results/sweep.png (validation NLL
-against latent size). A sweep killed half-way, run again, keeps its finished trials and
-resumes the rest: each trial's Train run is named by the sweep and its settings
-(``trial_run_name``), not by Tune's trial id, and the Tune experiment by a digest of its
-trials (``experiment_name``), so a new Tuner's trials find their runs, and a changed grid
-never resumes the old one.
+last metrics, checkpoint path, relative to the project, and wall time),
+results/sweep_epochs.csv (a row per trial and epoch it reported: every validation metric
+and the training time so far), results/best.json (the best trial of each prior by
+``sweep.metric``) and results/sweep.png (``sweep.metric`` against training time, a line per
+trial). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
+each trial's Train run is named by the sweep and its settings (``trial_run_name``), not by
+Tune's trial id, and the Tune experiment by a digest of its trials (``experiment_name``), so
+a new Tuner's trials find their runs, and a changed grid never resumes the old one.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import pickle
+import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +61,9 @@ class SweepConfig:
     """The search space and how to search it (conf/sweep/).
 
     One list of latent sizes per prior kind (an empty list leaves the kind out), and
-    ``extra``: any other parameter as ``"dotted.name=v1,v2"``, crossed with the rest.
+    ``extra``: any other parameter as ``"dotted.name=v1,v2"``, crossed with the rest. With
+    ``samples`` above 0, each of those points is crossed with ``samples`` distinct draws from
+    ``space`` (``dotted.name: [values]``, each drawn uniformly), by ``seed``.
     """
 
     name: str = "sweep"
@@ -60,6 +71,9 @@ class SweepConfig:
     categorical: tuple[int, ...] = (10, 30)
     categorical_gaussian: tuple[int, ...] = ()
     extra: tuple[str, ...] = ()
+    space: dict[str, Any] = field(default_factory=dict)
+    samples: int = 0
+    seed: int = 0
     scheduler: str = "grid"
     grace_period: int = 1
     reduction_factor: int = 2
@@ -86,7 +100,29 @@ class SweepConfig:
             raise ConfigError("sweep.epochs and sweep.num_workers must be >= 1")
         if self.cpus_per_worker <= 0:
             raise ConfigError(f"sweep.cpus_per_worker={self.cpus_per_worker} must be > 0")
+        if self.samples < 0:
+            raise ConfigError(f"sweep.samples={self.samples} must be >= 0")
+        choices = self.choices()
+        if self.samples and not choices:
+            raise ConfigError(f"sweep.samples={self.samples} draws from sweep.space, which is empty")
+        if self.samples > math.prod(len(values) for values in choices.values()):
+            raise ConfigError(f"sweep.samples={self.samples}: sweep.space holds fewer distinct points")
 
+    def choices(self) -> dict[str, list[Any]]:
+        """``space`` as ``{dotted.name: values}``."""
+        flat: dict[str, list[Any]] = {}
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    walk(value, f"{prefix}.{key}" if prefix else str(key))
+            elif isinstance(node, list) and node:
+                flat[prefix] = node
+            else:
+                raise ConfigError(f"sweep.space.{prefix} must be a non-empty list of values, got {node!r}")
+
+        walk(self.space, "")
+        return flat
     def sizes(self) -> list[tuple[str, int]]:
         return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
 
@@ -99,11 +135,24 @@ class SweepConfig:
             values[key] = [yaml.safe_load(value) for value in listed.split(",")]
         return values
 
+    def drawn(self) -> list[dict[str, Any]]:
+        """``samples`` distinct points of ``space``, the same for the same seed ([{}] without)."""
+        if not self.samples:
+            return [{}]
+        rng, choices = random.Random(self.seed), self.choices()
+        points: list[dict[str, Any]] = []
+        while len(points) < self.samples:
+            point = {key: rng.choice(values) for key, values in sorted(choices.items())}
+            if point not in points:
+                points.append(point)
+        return points
+
     def points(self) -> list[dict[str, Any]]:
-        """Every trial's overrides: prior x size, crossed with every extra value."""
+        """Every trial's overrides: prior x size, crossed with every extra value and every draw."""
         extra = self.extra_values()
         crossed = [dict(zip(extra, values)) for values in itertools.product(*extra.values())]
-        return [{"prior.kind": kind, "prior.dim": size} | more for kind, size in self.sizes() for more in crossed]
+        return [{"prior.kind": kind, "prior.dim": size} | more | draw
+                for kind, size in self.sizes() for more in crossed for draw in self.drawn()]
 
 
 def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
@@ -166,7 +215,10 @@ def _trial_dirname(trial: Any) -> str:
     point = trial.config.get("trial", {}).get("point")
     if point is None:  # not resolved yet
         return trial.trial_id
-    return "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items()) + f"-{trial.trial_id}"
+    named = "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items())
+    if len(named) > 100:  # many levers: the run's name (a digest of its settings) fits a file name
+        named = trial.config["trial"]["run"]
+    return f"{named}-{trial.trial_id}"
 
 
 def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
@@ -209,7 +261,14 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits
     )
 
 
+# Every validation figure a trial reports, each epoch (pixelgan.engine.evaluate, for its prior)
+VALIDATION_METRICS = ("val_nll", "val_nll_other_code", "val_d_accuracy", "val_error", "val_error_paper_rule",
+                      "val_nmi_label", "val_nmi_ink", "val_ink_explained", "val_batch_marginal_entropy",
+                      "val_train_eval_agreement", "val_top_probability", "val_categories_used")
+
+
 def results_table(grid: Any) -> list[dict[str, Any]]:
+    """A row per trial: its point, its last report's metrics, where its checkpoint is."""
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
     rows = []
@@ -226,10 +285,38 @@ def results_table(grid: Any) -> list[dict[str, Any]]:
             "checkpoint": project_relative(metrics.get(CHECKPOINT_PATH_KEY)),
             "error": str(result.error) if result.error else None,
         }
-        for name in ("nll", "val_nll", "val_nll_other_code", "d_loss", "g_loss", "sup_loss", "sup_acc"):
+        for name in ("nll", "d_loss", "g_loss", "sup_loss", "sup_acc", *VALIDATION_METRICS):
             row[name] = metrics.get(name)
         rows.append(row)
     return sorted(rows, key=lambda r: (r["prior"], r["dim"], r["trial"]))
+
+
+def epochs_table(grid: Any) -> list[dict[str, Any]]:
+    """A row per trial and epoch it reported: the validation figures, and the training time
+    so far (its epochs' own seconds, without Ray's start-up: what a longer run would cost)."""
+    rows = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        if frame is None or "epoch" not in frame:
+            continue
+        trained = 0.0
+        for record in frame.sort_values("epoch").to_dict("records"):
+            trained += record.get("epoch_time_s") or 0.0
+            rows.append({"trial": Path(result.path).name, "epoch": int(record["epoch"]), "training_time_s": trained,
+                         **{name: _number(record.get(name)) for name in VALIDATION_METRICS}})
+    return sorted(rows, key=lambda r: (r["trial"], r["epoch"]))
+
+
+def _epochs_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([("trial", pa.string()), ("epoch", pa.int64()), ("training_time_s", pa.float64()),
+                      *((name, pa.float64()) for name in VALIDATION_METRICS)])
+
+
+def _number(value: Any) -> float | None:
+    """A metric as a float, or None where the trial did not report it (pandas' NaN)."""
+    return None if value is None or value != value else float(value)
 
 
 def project_relative(path: str | None) -> str | None:
@@ -255,7 +342,9 @@ def best_per_prior(rows: list[dict[str, Any]], sweep: SweepConfig) -> dict[str, 
     return best
 
 
-def write_outputs(rows: list[dict[str, Any]], best: dict[str, Any], sweep: SweepConfig, results: Path) -> None:
+def write_outputs(
+    rows: list[dict[str, Any]], epochs: list[dict[str, Any]], best: dict[str, Any], sweep: SweepConfig, results: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,15 +358,21 @@ def write_outputs(rows: list[dict[str, Any]], best: dict[str, Any], sweep: Sweep
         pq.write_table(table, tmp)
     with atomic_path(results / "sweep.csv") as tmp:
         pyarrow.csv.write_csv(table, tmp)
+    with atomic_path(results / "sweep_epochs.csv") as tmp:
+        pyarrow.csv.write_csv(pa.Table.from_pylist(epochs, schema=_epochs_schema()), tmp)
     write_json(results / "best.json", best)
-    figure, axes = plt.subplots(figsize=(5, 3.5))
-    for prior in sorted({row["prior"] for row in rows}):
-        points = sorted((r["dim"], r[sweep.metric]) for r in rows if r["prior"] == prior and r[sweep.metric] is not None)
-        if points:
-            axes.plot(*zip(*points), marker="o", label=prior)
-    axes.set_xlabel("latent size (Gaussian dims or categories)")
-    axes.set_ylabel(f"{sweep.metric} (nats per image)")
-    axes.set_title(f"Sweep: {sweep.metric} after {sweep.epochs} epoch(s)")
+    figure, axes = plt.subplots(figsize=(6, 4))
+    prior_of = {row["trial"]: row["prior"] for row in rows}
+    colours = {prior: f"C{i}" for i, prior in enumerate(sorted(set(prior_of.values())))}
+    for trial in sorted({row["trial"] for row in epochs}):
+        curve = [(r["training_time_s"], r[sweep.metric]) for r in epochs if r["trial"] == trial and r[sweep.metric] is not None]
+        if curve:
+            axes.plot(*zip(*curve), marker=".", linewidth=0.8, color=colours.get(prior_of.get(trial), "C0"))
+    for prior, colour in colours.items():
+        axes.plot([], [], color=colour, label=prior)
+    axes.set_xlabel("training time (s): the trial's epochs, validation included")
+    axes.set_ylabel(sweep.metric)
+    axes.set_title(f"{sweep.name}: {len(rows)} trials, a line each")
     axes.legend()
     figure.tight_layout()
     with atomic_path(results / "sweep.png") as tmp:
@@ -318,7 +413,7 @@ def run_sweep(plan: SweepPlan, callbacks: Sequence[Any] = ()) -> list[dict[str, 
     splits = SharedSplits.put(read_splits(specs[0].paths, specs[0].dataset, test=False))  # one data set (trial_specs)
     grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks)).fit()
     rows = results_table(grid)
-    write_outputs(rows, best_per_prior(rows, sweep), sweep, Path(paths.results))
+    write_outputs(rows, epochs_table(grid), best_per_prior(rows, sweep), sweep, Path(paths.results))
     storage.touch(storage.join(experiment, FINISHED))
     return rows
 

@@ -16,7 +16,7 @@ import yaml
 
 from pixelgan.params import REPO, load_params
 
-PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml"]
+PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml", REPO / "search" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")
 
 
@@ -93,7 +93,7 @@ class Recorded(dict):
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
-        if not isinstance(value, Recorded):
+        if not isinstance(value, Recorded) or not value:  # an empty mapping is a value, as leaves() counts it
             name = f"{self.prefix}{key}"
             (self.overridden if name in self.written else self.reads).add(name)
         return value
@@ -167,6 +167,8 @@ def test_each_stage_lists_the_params_it_reads_and_no_other(
     monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
     digits_fit = [f"paths.data={digits}", "dataset.name=digits", "dataset.validation_size=180", "dataset.test_size=180",
                   "model.decoder.n_layers=4"]  # as the digits were prepared; the paper's 12 layers outsee 8x8
+    if pipeline.parent.name == "search":  # its space's 8 layers outsee 8x8 too
+        digits_fit.append("sweep.space.model.decoder.n_layers=[4]")
     module.configure([*command[1:], *digits_fit])
 
     if any(key.startswith("runs.") for key in reads):

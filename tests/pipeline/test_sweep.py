@@ -20,6 +20,7 @@ from pipeline import storage
 from pixelgan.params import load_params
 from pipeline.sweep import (
     SweepConfig,
+    epochs_table,
     experiment_name,
     project_relative,
     plan_sweep,
@@ -60,6 +61,10 @@ def sweep_params(root: Path, data: Path, *more: str) -> dict[str, Any]:
         ("sweep.extra=['train.momentum=0.9']", "sweep: train.momentum is not a parameter"),
         ("sweep.extra=[lr]", "sweep.extra: 'lr' is not of the form"),
         ("sweep.scheduler=random", "sweep.scheduler='random' is not one of grid, asha"),
+        ("sweep.samples=2", "sweep.samples=2 draws from sweep.space, which is empty"),
+        ("+sweep.space.train.marginal_entropy=1.0", "sweep.space.train.marginal_entropy must be a non-empty list"),
+        ("+sweep.space.train.binarize=[threshold,stochastic] sweep.samples=3", "sweep.samples=3: sweep.space holds fewer"),
+        ("+sweep.space.train.momentum=[0.9] sweep.samples=1", "sweep: train.momentum is not a parameter"),
     ],
 )
 def test_a_bad_search_space_fails_before_any_trial(
@@ -69,7 +74,7 @@ def test_a_bad_search_space_fails_before_any_trial(
         raise AssertionError("a Tuner was built")
 
     monkeypatch.setattr("pipeline.sweep.build_tuner", no_tuner)
-    params = sweep_params(tmp_path, digits, override, *(["sweep.categorical=[]"] if "empty" in message else []))
+    params = sweep_params(tmp_path, digits, *override.split(), *(["sweep.categorical=[]"] if "is empty" in message else []))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         run_sweep(plan_sweep(params))
 
@@ -94,6 +99,48 @@ def test_the_default_grid_runs_a_thread_per_booked_core_two_trials_at_a_time(dig
     assert len(specs) == 4
     assert all(cores_needed(spec) >= spec.scaling.num_workers * max(1, round(spec.scaling.cpus_per_worker)) for spec in specs)
     assert sum(cores_needed(spec) for spec in specs[:2]) <= 2 < sum(cores_needed(spec) for spec in specs[:3])
+
+
+SPACE = ["+sweep.space.train.marginal_entropy=[0.0,0.5,2.0]", "+sweep.space.train.binarize=[threshold,stochastic]",
+         "+sweep.space.model.encoder.batch_norm_logits=[true,false]"]
+
+
+def test_a_random_search_draws_distinct_points_of_its_space_by_its_seed(digits: Path, tmp_path: Path) -> None:
+    def drawn(*more: str) -> list[tuple[Any, ...]]:
+        params = sweep_params(tmp_path, digits, *SPACE, "sweep.gaussian=[]", "sweep.samples=5", *more)
+        specs = trial_specs(params, from_dict(SweepConfig, params["sweep"]))
+        return [(s.model.prior.dim, s.train.marginal_entropy, s.train.binarize, s.model.encoder.batch_norm_logits)
+                for s in specs]
+
+    points = drawn()
+    assert len(points) == 10 and len(set(points)) == 10, "5 distinct draws for each of the 2 sizes"
+    assert {p[0] for p in points} == {4, 6} and {p[1] for p in points} <= {0.0, 0.5, 2.0}
+    assert {p[2] for p in points} <= {"threshold", "stochastic"} and {p[3] for p in points} <= {True, False}
+    assert drawn() == points, "the same seed draws the same points"
+    assert drawn("sweep.seed=1") != points
+
+
+def test_the_committed_search_params_are_conf_composed_with_the_search() -> None:
+    from pixelgan.params import REPO, compose_yaml
+
+    assert (REPO / "search/params.yaml").read_text() == compose_yaml(["+experiment=categorical_search"]), (
+        "search/params.yaml differs from conf/; regenerate it with "
+        "`python -m pixelgan.params --out search/params.yaml +experiment=categorical_search`"
+    )
+
+
+def test_the_epochs_table_has_a_row_per_reported_epoch_and_the_training_time_so_far(tmp_path: Path) -> None:
+    import pandas as pd
+
+    class Result:
+        def __init__(self, name: str, frame: Any) -> None:
+            self.path, self.metrics_dataframe = str(tmp_path / name), frame
+
+    reported = pd.DataFrame({"epoch": [2, 1], "epoch_time_s": [20.0, 30.0], "val_error_paper_rule": [0.3, 0.4]})
+    rows = epochs_table([Result("b", reported), Result("a", None)])
+    assert [(r["trial"], r["epoch"], r["training_time_s"], r["val_error_paper_rule"]) for r in rows] == [
+        ("b", 1, 30.0, 0.4), ("b", 2, 50.0, 0.3)]
+    assert rows[0]["val_nmi_label"] is None, "a metric the trial never reported"
 
 
 def test_two_points_that_train_the_same_model_are_refused(digits: Path, tmp_path: Path) -> None:
