@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.clusters import classification_error, clustering_error, labels_by_majority
 from pixelgan.config import DatasetConfig, from_dict
 from pixelgan.data import data_form
 from pixelgan.data.splits import labelled_rows
-from pixelgan.clusters import classification_error, clustering_error, labels_by_majority
 from pixelgan.evaluation import posterior_categories
 from pixelgan.run import read_prepared
 
