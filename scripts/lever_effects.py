@@ -42,7 +42,8 @@ def markdown(rows: list[dict[str, object]]) -> str:
     header = ["lever", "value", "trials", *FIGURES]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [f"{row[name]:.3f}" if isinstance(row[name], float) else str(row[name]) for name in header]
+        cells = [f"{row[name]:.3f}" if name in FIGURES and isinstance(row[name], float) else str(row[name])
+                 for name in header]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
