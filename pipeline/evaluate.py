@@ -7,7 +7,10 @@ the classifier stage's CNN and the sweep's table, and writes:
 
 - metrics/eval.json (`dvc metrics show`): for a model with categories, the clustering error
   by the paper's rule and by majority vote, and for a semi-supervised one the test error of
-  its categorical head, each beside its validation figure (``val_*``), the one to choose by; k-means on pixels scored by the same rules (the baseline); for every
+  its categorical head, each beside its validation figure (``val_*``), the one to choose by,
+  and what its categories split by on the validation split (``diagnostics``:
+  ``pixelgan.clusters.category_diagnostics``); k-means on pixels scored by the same rules
+  (the baseline); for every
   model the test NLL (nats per image for binarised data, bits per dimension for 8-bit) with
   the NLL given another image's code, and the sample-quality scores of ``eval.samples``
   draws from the prior, beside the classifier's own test accuracy;
@@ -35,11 +38,11 @@ from torchvision.utils import make_grid, save_image
 from pipeline.classifier import load_classifier
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.classifier import Classifier, sample_quality
+from pixelgan.clusters import clustering_report
 from pixelgan.config import ConfigError
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.splits import Split
-from pixelgan.clusters import clustering_report
 from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json

@@ -19,8 +19,8 @@ rung of epochs by ``sweep.metric`` (every trial reports every epoch).
 
 Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its parameters, its
 last metrics, checkpoint path, relative to the project, and wall time),
-results/sweep_epochs.csv (a row per trial and epoch it reported: every validation metric
-and the training time so far), results/best.json (the best trial of each prior by
+results/sweep_epochs.csv (a row per trial and epoch it trained, from its last checkpoint's
+history: every metric it reported and the training time so far), results/best.json (the best trial of each prior by
 ``sweep.metric``) and results/sweep.png (``sweep.metric`` against training time, a line per
 trial). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
 each trial's Train run is named by the sweep and its settings (``trial_run_name``), not by
@@ -54,6 +54,14 @@ from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
 from pixelgan.params import Paths, TrainSpec, load_params, read_section, train_spec, with_overrides
 from pixelgan.run import read_splits
+
+
+# What a trial reports every epoch (pixelgan.engine: the phases' losses, then the validation
+# split's figures), and those only a prior with categories reports
+TRAINING_METRICS = ("nll", "d_loss", "g_loss", "marginal_entropy", "sup_loss", "sup_acc")
+CATEGORY_METRICS = ("val_error", "val_error_paper_rule", "val_nmi_label", "val_nmi_ink", "val_ink_explained",
+                    "val_batch_marginal_entropy", "val_train_eval_agreement", "val_top_probability", "val_categories_used")
+REPORTED_METRICS = (*TRAINING_METRICS, "val_nll", "val_nll_other_code", "val_d_accuracy", *CATEGORY_METRICS)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class SweepConfig:
         self.extra_values()
         if self.scheduler not in ("grid", "asha"):
             raise ConfigError(f"sweep.scheduler={self.scheduler!r} is not one of grid, asha")
+        if self.metric not in REPORTED_METRICS:
+            raise ConfigError(f"sweep.metric={self.metric!r} is not one a trial reports: {', '.join(REPORTED_METRICS)}")
+        if self.metric in CATEGORY_METRICS and self.gaussian:
+            raise ConfigError(f"sweep.metric={self.metric} needs categories, which sweep.gaussian's priors do not have")
         if self.mode not in ("min", "max"):
             raise ConfigError(f"sweep.mode={self.mode!r} is not one of min, max")
         if self.epochs < 1 or self.num_workers < 1:
@@ -103,6 +115,12 @@ class SweepConfig:
         if self.samples < 0:
             raise ConfigError(f"sweep.samples={self.samples} must be >= 0")
         choices = self.choices()
+        for key, values in choices.items():
+            if any(value == other for i, value in enumerate(values) for other in values[i + 1 :]):
+                raise ConfigError(f"sweep.space.{key}={values} lists a value twice")
+        set_by_the_sweep = {"prior.kind", "prior.dim", "train.epochs", "train.num_workers", "train.cpus_per_worker"}
+        for key in choices.keys() & (set_by_the_sweep | self.extra_values().keys()):
+            raise ConfigError(f"sweep.space.{key}: the sweep sets {key} itself (sizes, epochs, workers or sweep.extra)")
         if self.samples and not choices:
             raise ConfigError(f"sweep.samples={self.samples} draws from sweep.space, which is empty")
         if self.samples > math.prod(len(values) for values in choices.values()):
@@ -123,6 +141,7 @@ class SweepConfig:
 
         walk(self.space, "")
         return flat
+
     def sizes(self) -> list[tuple[str, int]]:
         return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
 
@@ -149,10 +168,10 @@ class SweepConfig:
 
     def points(self) -> list[dict[str, Any]]:
         """Every trial's overrides: prior x size, crossed with every extra value and every draw."""
-        extra = self.extra_values()
+        extra, drawn = self.extra_values(), self.drawn()
         crossed = [dict(zip(extra, values)) for values in itertools.product(*extra.values())]
         return [{"prior.kind": kind, "prior.dim": size} | more | draw
-                for kind, size in self.sizes() for more in crossed for draw in self.drawn()]
+                for kind, size in self.sizes() for more in crossed for draw in drawn]
 
 
 def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
@@ -246,7 +265,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits
     scheduler = None
     if sweep.scheduler == "asha":
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=sweep.epochs,
+            time_attr="epoch", max_t=sweep.epochs,  # the run's epoch, which a resumed trial goes on counting
             grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor,
         )
     return tune.Tuner(
@@ -259,12 +278,6 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits
         run_config=tune.RunConfig(name=experiment_name(sweep, specs), storage_path=storage_path,
                                   storage_filesystem=filesystem, callbacks=callbacks),
     )
-
-
-# Every validation figure a trial reports, each epoch (pixelgan.engine.evaluate, for its prior)
-VALIDATION_METRICS = ("val_nll", "val_nll_other_code", "val_d_accuracy", "val_error", "val_error_paper_rule",
-                      "val_nmi_label", "val_nmi_ink", "val_ink_explained", "val_batch_marginal_entropy",
-                      "val_train_eval_agreement", "val_top_probability", "val_categories_used")
 
 
 def results_table(grid: Any) -> list[dict[str, Any]]:
@@ -285,25 +298,27 @@ def results_table(grid: Any) -> list[dict[str, Any]]:
             "checkpoint": project_relative(metrics.get(CHECKPOINT_PATH_KEY)),
             "error": str(result.error) if result.error else None,
         }
-        for name in ("nll", "d_loss", "g_loss", "sup_loss", "sup_acc", *VALIDATION_METRICS):
+        for name in REPORTED_METRICS:
             row[name] = metrics.get(name)
         rows.append(row)
     return sorted(rows, key=lambda r: (r["prior"], r["dim"], r["trial"]))
 
 
-def epochs_table(grid: Any) -> list[dict[str, Any]]:
-    """A row per trial and epoch it reported: the validation figures, and the training time
-    so far (its epochs' own seconds, without Ray's start-up: what a longer run would cost)."""
+def epochs_table(grid: Any, runs: str) -> list[dict[str, Any]]:
+    """A row per trial and epoch it trained: what it reported, and the training time so far
+    (its epochs' own seconds, without Ray's start-up: what a longer run would cost). Read from
+    the history in each trial's last checkpoint under ``runs``, so the epochs of a trial that
+    was killed and resumed are all there."""
     rows = []
     for result in grid:
-        frame = result.metrics_dataframe
-        if frame is None or "epoch" not in frame:
-            continue
+        epoch = (result.metrics or {}).get("epoch")
+        state = None if epoch is None else whole_checkpoint(
+            storage.join(runs, result.config["trial"]["run"], f"epoch-{int(epoch):04d}", "checkpoint.pt"))
         trained = 0.0
-        for record in frame.sort_values("epoch").to_dict("records"):
-            trained += record.get("epoch_time_s") or 0.0
+        for record in [] if state is None else state["history"]:
+            trained += record.get("epoch_time_s", 0.0)
             rows.append({"trial": Path(result.path).name, "epoch": int(record["epoch"]), "training_time_s": trained,
-                         **{name: _number(record.get(name)) for name in VALIDATION_METRICS}})
+                         **{name: _number(record.get(name)) for name in REPORTED_METRICS}})
     return sorted(rows, key=lambda r: (r["trial"], r["epoch"]))
 
 
@@ -311,12 +326,11 @@ def _epochs_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema([("trial", pa.string()), ("epoch", pa.int64()), ("training_time_s", pa.float64()),
-                      *((name, pa.float64()) for name in VALIDATION_METRICS)])
+                      *((name, pa.float64()) for name in REPORTED_METRICS)])
 
 
 def _number(value: Any) -> float | None:
-    """A metric as a float, or None where the trial did not report it (pandas' NaN)."""
-    return None if value is None or value != value else float(value)
+    return None if value is None else float(value)
 
 
 def project_relative(path: str | None) -> str | None:
@@ -413,7 +427,7 @@ def run_sweep(plan: SweepPlan, callbacks: Sequence[Any] = ()) -> list[dict[str, 
     splits = SharedSplits.put(read_splits(specs[0].paths, specs[0].dataset, test=False))  # one data set (trial_specs)
     grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks)).fit()
     rows = results_table(grid)
-    write_outputs(rows, epochs_table(grid), best_per_prior(rows, sweep), sweep, Path(paths.results))
+    write_outputs(rows, epochs_table(grid, paths.runs), best_per_prior(rows, sweep), sweep, Path(paths.results))
     storage.touch(storage.join(experiment, FINISHED))
     return rows
 

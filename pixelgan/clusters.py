@@ -25,7 +25,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pixelgan.objective import batch_marginal_entropy
 
 def labels_by_best_example(scores: Tensor, labels: Tensor) -> Tensor:
     """The paper's rule: cluster i takes the label of the example with the highest score i. [K]"""
@@ -76,6 +75,13 @@ def clustering_report(val_scores: Tensor, val_labels: Tensor, test_scores: Tenso
         "val_error_majority": validation_error(val_scores, val_labels, labels_by_majority),
         "clusters_used": int(test_scores.argmax(1).unique().numel()),
     }
+
+
+def batch_marginal_entropy(probs: Tensor) -> Tensor:
+    """H(mean_x q(y|x)) in nats over a batch's rows [B, K]: ln K when the batch uses every
+    category equally, 0 when it puts every image in one."""
+    marginal = probs.mean(dim=0)
+    return -(marginal * marginal.clamp_min(1e-12).log()).sum()
 
 
 def ink(images: Tensor) -> Tensor:
@@ -130,8 +136,9 @@ def category_diagnostics(
 ) -> dict[str, float]:
     """What the categories of a validation split split by, from q(y|x) [N, K] (the scores'
     eval-mode probabilities), the labels [N] and the images' ``ink`` [N]: NMI with the labels
-    and with the ink terciles, the ink's variance they explain, the mean entropy of q(y|x)
-    averaged over consecutive batches of ``batch_size`` rows (a training batch's marginal),
+    and with the ink terciles, the ink's variance they explain, the entropy of q(y|x)
+    averaged over each run of ``batch_size`` rows (64: the cpu profile's training batch, the
+    same whatever a run's batch, so that runs compare),
     how many categories some image falls in; with ``train_probs`` (the same images through
     the encoder in training mode) the share of images whose category is the same in both."""
     category = probs.argmax(dim=1)

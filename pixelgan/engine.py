@@ -25,6 +25,8 @@ from pixelgan.decoder import negative_log_likelihood
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, Optimizers, train_step
 
+VALIDATION_ROWS = 256  # images a pass through the encoder in training mode normalises together
+
 
 class Callback:
     """Hooks around each epoch and batch; ``epoch`` counts from 1, ``batch`` from 0."""
@@ -183,33 +185,51 @@ def _mean_over_workers(metrics: dict[str, float]) -> dict[str, float]:
     return dict(zip(names, (values / dist.get_world_size()).tolist()))
 
 
+def _probabilities(model: PixelGAN, images: Tensor) -> Tensor:
+    logits = model.encoder(images).logits
+    assert logits is not None  # a prior with categories
+    return logits.float().softmax(dim=1).cpu()
+
+
 @contextlib.contextmanager
 def training_mode(module: torch.nn.Module) -> Iterator[None]:
     """``module`` in training mode for a look at what training sees (batch statistics, input
-    corruption), its buffers (BatchNorm's running statistics) left as they were, then back in
-    eval mode."""
-    kept = [buffer.clone() for buffer in module.buffers()]
+    corruption), then back in the mode it was in, its buffers (BatchNorm's running
+    statistics) as they were."""
+    kept, was_training = [buffer.clone() for buffer in module.buffers()], module.training
     module.train()
     try:
         yield
     finally:
         for buffer, value in zip(module.buffers(), kept):
             buffer.copy_(value)
-        module.eval()
+        module.train(was_training)
 
 
-def _gathered(values: Tensor) -> Tensor:
-    """Every worker's rows of ``values``, rank by rank (itself in one process)."""
+def row_chunks(n: int, size: int) -> list[slice]:
+    """``n`` rows in runs of ``size``, the last one joined to the one before where it would
+    hold a single row: BatchNorm in training mode cannot normalise one row."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [slice(start, end) for start, end in zip(starts, [*starts[1:], n])]
+
+
+def _interleaved(part: Tensor) -> Tensor:
+    """Every worker's strided shard of a split's rows (worker r holds rows r, r + world, ...:
+    ``Run``'s validation shards) back in the split's order; ``part`` itself in one process."""
     if not _distributed():
-        return values
+        return part
     parts: list[Tensor | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, values.cpu())
-    return torch.cat([part for part in parts if part is not None])
+    dist.all_gather_object(parts, part.cpu())
+    world = len(parts)
+    order = torch.cat([torch.arange(len(p)) * world + rank for rank, p in enumerate(parts) if p is not None])
+    return torch.cat([p for p in parts if p is not None])[order.argsort()]
 
 
 @torch.no_grad()
 def evaluate(
-    model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool = False
+    model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool = False, diagnose: bool = True
 ) -> dict[str, float]:
     """NLL in nats per image given each image's own code and another image's, how the
     adversarial game stands, and for a prior with categories what they split by.
@@ -218,52 +238,57 @@ def evaluate(
     next image in its batch: the gap between the two is how much the decoder uses z, the
     thing a PixelCNN decoder is known to learn to do without. ``d_accuracy`` is the share of
     the discriminator's calls that are right on these codes and as many prior samples (0.5:
-    it cannot tell them apart; 1: it wins outright). For a prior with categories,
-    ``top_probability`` is the mean largest probability of q(y|x) (1: one-hot codes, as the
-    prior's), ``error_paper_rule`` the clustering error within the split
-    (``clusters.validation_error``, from one noise draw) and the rest
-    ``clusters.category_diagnostics``. With ``classify`` (a semi-supervised model, whose
-    categories are the classes) ``error`` is the categorical head's error against the
-    batches' labels, from one noise draw: an epoch-by-epoch view of the score that the run's
-    end measures on the test split. Its random draws are its own: training after it draws
-    as it would have without it.
+    it cannot tell them apart; 1: it wins outright). For a prior with categories, with
+    ``diagnose`` (a validation split, whose labels may name clusters): ``top_probability``,
+    the mean largest probability of q(y|x) (1: one-hot codes, as the prior's),
+    ``error_paper_rule``, the clustering error within the split
+    (``clusters.validation_error``, from one noise draw), and ``clusters.category_diagnostics``.
+    With ``classify`` (a semi-supervised model, whose categories are the classes) ``error``
+    is the categorical head's error against the labels, from one noise draw: an epoch-by-epoch
+    view of the score that the run's end measures on the test split. Under data parallelism
+    the batches are each worker's strided shard of the split. Its random draws are its own:
+    training after it draws as it would have without it.
     """
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-        return _evaluate(model, batches, device, classify)
+        return _evaluate(model, batches, device, classify, diagnose and model.config.prior.categories > 0)
 
 
-def _evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool) -> dict[str, float]:
+def _evaluate(model: PixelGAN, batches: Iterable[Batch], device: torch.device | str, classify: bool,
+              diagnose: bool) -> dict[str, float]:
     model.eval()
     generator = torch.Generator().manual_seed(0)  # the prior samples D is scored on, apart from training's draws
-    categories = model.config.prior.categories
     totals = torch.zeros(4, dtype=torch.float64)  # own-code NLL, other-code NLL, images, D's right calls
-    probs, train_probs, labels, drawn = [], [], [], []
+    probs, images, labels = [], [], []
     for batch in batches:
-        images = batch.images.to(device)
-        encoded = model.encoder(images)
-        own = negative_log_likelihood(model.decoder(images, encoded.code), images).sum()
-        other = negative_log_likelihood(model.decoder(images, encoded.code.roll(1, dims=0)), images).sum()
-        prior = model.prior.sample(len(images), generator).to(device)
+        x = batch.images.to(device)
+        encoded = model.encoder(x)
+        own = negative_log_likelihood(model.decoder(x, encoded.code), x).sum()
+        other = negative_log_likelihood(model.decoder(x, encoded.code.roll(1, dims=0)), x).sum()
+        prior = model.prior.sample(len(x), generator).to(device)
         calls = model.discriminator(torch.cat([prior, encoded.code.to(prior.dtype)])).float()  # [2B, parts]
-        right = (calls[: len(images)] > 0).float().mean(1).sum() + (calls[len(images) :] < 0).float().mean(1).sum()
-        totals += torch.tensor([float(own), float(other), len(images), float(right)], dtype=torch.float64)
-        if encoded.logits is not None:
+        right = (calls[: len(x)] > 0).float().mean(1).sum() + (calls[len(x) :] < 0).float().mean(1).sum()
+        totals += torch.tensor([float(own), float(other), len(x), float(right)], dtype=torch.float64)
+        if diagnose and encoded.logits is not None:
             probs.append(encoded.logits.float().softmax(dim=1).cpu())
-            with training_mode(model.encoder):
-                train_logits = model.encoder(images).logits
-            assert train_logits is not None
-            train_probs.append(train_logits.float().softmax(dim=1).cpu())
+            images.append(batch.images)
             labels.append(batch.labels)
-            drawn.append(ink(batch.images))
     if _distributed():  # each worker saw its own shard
         totals = _sum_over_workers(totals)
     count = max(float(totals[2]), 1.0)
     metrics = {"nll": float(totals[0]) / count, "nll_other_code": float(totals[1]) / count,
                "d_accuracy": float(totals[3]) / (2 * count)}
-    if categories:
-        q, q_train, y = (_gathered(torch.cat(parts)) for parts in (probs, train_probs, labels))
+    if diagnose:
+        categories = model.config.prior.categories
+        shard = torch.cat(images) if images else torch.empty(0)
+        q = torch.cat(probs) if probs else torch.empty(0, categories)
+        q_train = torch.empty(0, categories)
+        if len(shard):
+            with training_mode(model.encoder):
+                q_train = torch.cat([_probabilities(model, shard[rows].to(device)) for rows in row_chunks(len(shard), VALIDATION_ROWS)])
+        q, q_train = _interleaved(q), _interleaved(q_train)
+        y = _interleaved(torch.cat(labels) if labels else torch.empty(0, dtype=torch.long))
         metrics |= {"top_probability": float(q.max(dim=1).values.mean()), "error_paper_rule": validation_error(q, y)}
-        metrics |= category_diagnostics(q, y, _gathered(torch.cat(drawn)), q_train)
+        metrics |= category_diagnostics(q, y, _interleaved(ink(shard) if len(shard) else torch.empty(0, dtype=torch.float64)), q_train)
         if classify:
             metrics["error"] = float((q.argmax(dim=1) != y).double().mean())
     return metrics
@@ -285,8 +310,8 @@ def fit(
 ) -> dict[str, float]:
     """Train from epoch ``start_epoch + 1`` (from where ``within`` left it, if it is that
     epoch's) to ``epochs``; return the last complete epoch's metrics. The ``game``'s softening
-    falls linearly from whole in the first epoch to none in the last (a one-epoch run keeps
-    it whole).
+    falls linearly from whole in the first epoch to none in the last (a one-epoch run, or a
+    game ``held``, keeps it whole).
 
     ``train_batches`` is iterated once per epoch, so it must be re-iterable (a DataLoader).
     """

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from pixelgan.clusters import category_diagnostics, classification_error, clustering_report, ink
 from pixelgan.data import ImageDataset, data_form
 from pixelgan.data.splits import Split
-from pixelgan.engine import evaluate, training_mode
+from pixelgan.engine import evaluate, row_chunks, training_mode
 from pixelgan.model import PixelGAN
 
 
@@ -42,8 +42,8 @@ def posterior_categories(
 
     chunks = []
     with training_mode(model.encoder) if training else contextlib.nullcontext():
-        for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size].to(device)
+        for rows in row_chunks(len(images), batch_size):
+            x = images[rows].to(device)
             chunks.append((sum(probabilities(x) for _ in range(draws)) / draws).cpu())
     return torch.cat(chunks)
 
@@ -78,7 +78,8 @@ def score_model(
     model.eval()
     image, likelihood = model.config.image, model.config.decoder.likelihood
     test_images, test_labels = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    nll = evaluate(model, DataLoader(ImageDataset(test_images, test_labels, likelihood=likelihood), batch_size=250), device)
+    nll = evaluate(model, DataLoader(ImageDataset(test_images, test_labels, likelihood=likelihood), batch_size=250), device,
+                   diagnose=False)
     scores: dict[str, Any] = likelihood_units(nll["nll"], image.channels * image.height * image.width, likelihood == "bernoulli")
     scores["nll_other_code_nats"] = nll["nll_other_code"]
     if model.config.prior.categories:

@@ -12,8 +12,11 @@
 
 Each phase owns one optimizer over exactly the parameters it may change, and zeroes their
 gradients before its backward pass, so what one phase leaves in ``.grad`` never leaks into
-another's step. With ``train.encoder_optimizer=shared`` the encoder's three phases step one
-Adam (the reconstruction phase's), whose moments then hold all their gradients together. Phases return detached losses, not floats, so a GPU step never waits on them.
+another's step. With ``train.encoder_optimizer=shared`` the encoder's phases step one Adam
+(the reconstruction phase's), whose moments then hold all their gradients together: each
+phase's step moves the encoder by those shared moments, at ``lr_reconstruction``, so the
+encoder takes two or three steps a batch and the decoder one. Phases return detached
+losses, not floats, so a GPU step never waits on them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Adam, Optimizer
 
+from pixelgan.clusters import batch_marginal_entropy
 from pixelgan.config import TrainConfig
 from pixelgan.data import Batch
 from pixelgan.decoder import negative_log_likelihood
@@ -166,12 +170,6 @@ def generator_step(
     _step(optimizer, fooling - game.marginal_entropy * entropy)
     return {"g_loss": fooling.detach(), "marginal_entropy": entropy.detach()}
 
-
-def batch_marginal_entropy(probs: Tensor) -> Tensor:
-    """H(mean_x q(y|x)) in nats over a batch's rows [B, K]: ln K when the batch uses every
-    category equally, 0 when it puts every image in one."""
-    marginal = probs.mean(dim=0)
-    return -(marginal * marginal.clamp_min(1e-12).log()).sum()
 
 
 def adversarial_phase(

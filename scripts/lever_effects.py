@@ -1,10 +1,10 @@
-"""Which lever of a search moved what: ``python scripts/lever_effects.py search/results [--epoch 3]``.
+"""Which lever of a search moved what: ``python scripts/lever_effects.py search/results [--epoch N]``.
 
 Reads a sweep's ``sweep.csv`` (a row per trial: its point) and ``sweep_epochs.csv`` (a row per
 trial and epoch) and prints, for every parameter the search drew and each of its values, the
-trials that took it and their mean validation figures at ``--epoch`` (by default the first
-rung of the search's ASHA, the last epoch every trial reached), so that each lever is judged
-on all the trials, not only on those that survived. Every figure is the validation split's;
+trials that took it and their mean validation figures at ``--epoch`` (by default the last
+epoch every trial reached: the first rung of the search's ASHA), so that each lever is
+judged on all the trials, not only on those that survived. Every figure is the validation split's;
 a random search draws the levers independently, so each mean is over the other levers'
 values alike. Prints Markdown.
 """
@@ -20,11 +20,14 @@ FIGURES = ("val_error_paper_rule", "val_nmi_label", "val_nmi_ink", "val_ink_expl
            "val_top_probability", "val_train_eval_agreement")
 
 
-def lever_effects(results: Path, epoch: int) -> list[dict[str, object]]:
-    """A row per (lever, value): its trials and their mean figures at ``epoch``."""
+def lever_effects(results: Path, epoch: int | None = None) -> list[dict[str, object]]:
+    """A row per (lever, value): its trials and their mean figures at ``epoch`` (None: the
+    last epoch every trial reached)."""
     trials = pyarrow.csv.read_csv(results / "sweep.csv").to_pylist()
-    at_epoch = {row["trial"]: row for row in pyarrow.csv.read_csv(results / "sweep_epochs.csv").to_pylist()
-                if row["epoch"] == epoch}
+    epochs = pyarrow.csv.read_csv(results / "sweep_epochs.csv").to_pylist()
+    if epoch is None:
+        epoch = min(max(row["epoch"] for row in epochs if row["trial"] == trial["trial"]) for trial in trials)
+    at_epoch = {row["trial"]: row for row in epochs if row["epoch"] == epoch}
     levers = [name for name in trials[0] if "." in name]
     rows = []
     for lever in levers:
@@ -39,7 +42,8 @@ def markdown(rows: list[dict[str, object]]) -> str:
     header = ["lever", "value", "trials", *FIGURES]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [f"{row[name]:.3f}" if isinstance(row[name], float) else str(row[name]) for name in header]
+        cells = [f"{row[name]:.3f}" if name in FIGURES and isinstance(row[name], float) else str(row[name])
+                 for name in header]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -47,7 +51,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="the sweep's results folder (sweep.csv, sweep_epochs.csv)")
-    parser.add_argument("--epoch", type=int, default=3, help="the epoch every trial reached (the first ASHA rung)")
+    parser.add_argument("--epoch", type=int, help="the epoch to compare at (default: the last one every trial reached)")
     args = parser.parse_args()
     print(markdown(lever_effects(args.results, args.epoch)))
 

@@ -1,6 +1,6 @@
 """Mutation check: does the suite catch the smallest breaks that would make a result wrong?
 
-    uv run python scripts/mutation_check.py            # every break below (about 20 minutes on 2 cores)
+    uv run python scripts/mutation_check.py            # every break below (about 25 minutes on 2 cores)
     uv run python scripts/mutation_check.py --only 1 5  # some of them
 
 Each break is one edit of the library or a stage, applied in a scratch copy of the working
@@ -79,7 +79,7 @@ BREAKS = [
     Break("pixelgan/objective.py", "code = model.encoder(images).code  # [B, code_dim]",
           "code = model.encoder(images).code.detach()  # [B, code_dim]", "the encoder learns nothing from reconstruction",
           True, (T + "test_objective.py",)),
-    Break("pixelgan/engine.py", "model.decoder(images, encoded.code.roll(1, dims=0))", "model.decoder(images, encoded.code)",
+    Break("pixelgan/engine.py", "model.decoder(x, encoded.code.roll(1, dims=0))", "model.decoder(x, encoded.code)",
           "the NLL with another image's code uses the image's own", True, (T + "test_training.py::test_the_decoder_uses_the_code",)),
     Break("pixelgan/engine.py", "game.softened(remaining)", "game.softened(1.0)", "D's softening never annealed", True,
           (T + "test_training.py::test_what_softens_ds_view_falls_to_none_by_the_last_epoch",)),
@@ -135,6 +135,24 @@ BREAKS = [
     Break("pixelgan/clusters.py", "cluster_labels[cluster] = labels[assigned == cluster].mode().values",
           "cluster_labels[cluster] = labels[assigned == cluster][0]", "the majority vote takes the first label", True,
           (T + "test_evaluation.py",)),
+    Break("pixelgan/engine.py", 'with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):',
+          "with contextlib.nullcontext():",
+          "validation draws from training's random stream", True, (T + "test_engine.py",)),
+    Break("pixelgan/engine.py", "            buffer.copy_(value)", "            pass",
+          "the training-mode look at validation moves BatchNorm's running statistics", True, (T + "test_engine.py",)),
+    Break("pixelgan/engine.py", "[order.argsort()]", "", "the workers' validation rows gathered out of the split's order",
+          True, (T + "test_engine.py",)),
+    Break("pixelgan/engine.py", "        starts.pop()", "        pass", "a lone row left for BatchNorm in training mode",
+          False, (T + "test_engine.py",)),
+    Break("pixelgan/schedule.py", "if optimizer is not None and id(optimizer) not in seen:", "if optimizer is not None:",
+          "a shared encoder optimizer runs at the supervised phase's rate", True, (T + "test_schedule.py",)),
+    Break("pixelgan/encoder.py", "        if not self.training:\n            return x", "",
+          "the encoder's input corrupted when scoring too", True, (T + "test_objective.py",)),
+    Break("pixelgan/clusters.py", "    return 1.0 if mean_entropy <= 0 else float((mutual / mean_entropy).clamp(0, 1))",
+          "    return 1.0 if mean_entropy <= 0 else float((mutual / entropy(pa)).clamp(0, 1))",
+          "NMI normalised by one labelling's entropy", False, ("tests/pixelgan/test_clusters.py",)),
+    Break("pixelgan/objective.py", "fooling - game.marginal_entropy * entropy", "fooling + game.marginal_entropy * entropy",
+          "the marginal-entropy term's sign", True, (T + "test_objective.py",)),
 ]
 
 

@@ -19,8 +19,10 @@ def test_each_value_of_a_lever_is_the_mean_of_its_trials_at_the_epoch(tmp_path: 
     for trial, epoch, error in (("a", 3, 0.2), ("a", 9, 0.1), ("b", 3, 0.6), ("c", 3, 0.4)):
         epochs.append(",".join([trial, str(epoch), str(error), *["0.5"] * (len(lever_effects.FIGURES) - 1)]))
     (tmp_path / "sweep_epochs.csv").write_text("\n".join(epochs) + "\n")
-    rows = {row["value"]: row for row in lever_effects.lever_effects(tmp_path, epoch=3)}
+    rows = {row["value"]: row for row in lever_effects.lever_effects(tmp_path)}  # epoch 3: the last every trial reached
     assert set(rows) == {"threshold", "stochastic"}, "only the drawn levers, not the prior or the metrics"
     assert rows["threshold"]["trials"] == 2 and rows["threshold"]["val_error_paper_rule"] == pytest.approx(0.3)
     assert rows["stochastic"]["val_error_paper_rule"] == pytest.approx(0.6)
     assert "| train.binarize | threshold | 2 | 0.300 |" in lever_effects.markdown(list(rows.values()))
+    at_nine = {row["value"]: row for row in lever_effects.lever_effects(tmp_path, epoch=9)}
+    assert at_nine["threshold"]["trials"] == 1 and at_nine["threshold"]["val_error_paper_rule"] == pytest.approx(0.1)

@@ -65,6 +65,10 @@ def sweep_params(root: Path, data: Path, *more: str) -> dict[str, Any]:
         ("+sweep.space.train.marginal_entropy=1.0", "sweep.space.train.marginal_entropy must be a non-empty list"),
         ("+sweep.space.train.binarize=[threshold,stochastic] sweep.samples=3", "sweep.samples=3: sweep.space holds fewer"),
         ("+sweep.space.train.momentum=[0.9] sweep.samples=1", "sweep: train.momentum is not a parameter"),
+        ("+sweep.space.train.marginal_entropy=[0,0.0] sweep.samples=1", "sweep.space.train.marginal_entropy=[0, 0.0] lists a value twice"),
+        ("+sweep.space.train.epochs=[1,2] sweep.samples=1", "sweep.space.train.epochs: the sweep sets train.epochs itself"),
+        ("sweep.metric=val_accuracy", "sweep.metric='val_accuracy' is not one a trial reports"),
+        ("sweep.metric=val_error_paper_rule", "sweep.metric=val_error_paper_rule needs categories"),
     ],
 )
 def test_a_bad_search_space_fails_before_any_trial(
@@ -129,18 +133,23 @@ def test_the_committed_search_params_are_conf_composed_with_the_search() -> None
     )
 
 
-def test_the_epochs_table_has_a_row_per_reported_epoch_and_the_training_time_so_far(tmp_path: Path) -> None:
-    import pandas as pd
+def test_the_epochs_table_holds_every_epoch_of_a_trials_last_checkpoint(tmp_path: Path) -> None:
+    """Its rows come from the history in the checkpoint of the last epoch a trial reported, so
+    the epochs a killed and resumed trial trained before the kill are there too."""
 
     class Result:
-        def __init__(self, name: str, frame: Any) -> None:
-            self.path, self.metrics_dataframe = str(tmp_path / name), frame
+        def __init__(self, name: str, run: str, epoch: int | None) -> None:
+            self.path, self.config = str(tmp_path / name), {"trial": {"run": run}}
+            self.metrics = {} if epoch is None else {"epoch": epoch}
 
-    reported = pd.DataFrame({"epoch": [2, 1], "epoch_time_s": [20.0, 30.0], "val_error_paper_rule": [0.3, 0.4]})
-    rows = epochs_table([Result("b", reported), Result("a", None)])
+    history = [{"epoch": 1, "epoch_time_s": 30.0, "val_error_paper_rule": 0.4},
+               {"epoch": 2, "epoch_time_s": 20.0, "val_error_paper_rule": 0.3, "g_loss": 0.7}]
+    save_checkpoint(tmp_path / "runs/run-b/epoch-0002/checkpoint.pt",
+                    checkpoint_state(PixelGAN(tiny_model_config()), epoch=2, metrics=history[-1], history=history))
+    rows = epochs_table([Result("b", "run-b", 2), Result("a", "run-a", None)], str(tmp_path / "runs"))
     assert [(r["trial"], r["epoch"], r["training_time_s"], r["val_error_paper_rule"]) for r in rows] == [
         ("b", 1, 30.0, 0.4), ("b", 2, 50.0, 0.3)]
-    assert rows[0]["val_nmi_label"] is None, "a metric the trial never reported"
+    assert rows[0]["g_loss"] is None and rows[1]["g_loss"] == 0.7, "a metric the epoch did not report is empty"
 
 
 def test_two_points_that_train_the_same_model_are_refused(digits: Path, tmp_path: Path) -> None:

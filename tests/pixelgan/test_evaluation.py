@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from pixelgan.classifier import Classifier, sample_quality, train_classifier
-from pixelgan.config import PriorConfig
-from pixelgan.data.splits import Split
 from pixelgan import evaluation
 from pixelgan.clusters import (
     category_diagnostics,
     classification_error,
     clustering_error,
     clustering_report,
-    labels_by_best_example,
     ink,
+    labels_by_best_example,
     labels_by_majority,
 )
+from pixelgan.config import PriorConfig
+from pixelgan.data.splits import Split
 from pixelgan.evaluation import category_scores, frechet_distance, likelihood_units, posterior_categories, score_model
 from pixelgan.model import PixelGAN
 from tests.helpers import tiny_model_config
@@ -73,15 +73,21 @@ def test_a_models_scores_take_each_split_where_it_belongs(monkeypatch: pytest.Mo
     head's error on each split."""
     val_images, test_images = torch.zeros(len(VAL_LABELS), 1, 2, 2), torch.ones(len(TEST_LABELS), 1, 2, 2)
     posteriors = {id(val_images): VAL_SCORES, id(test_images): TEST_SCORES}
-    monkeypatch.setattr(evaluation, "posterior_categories", lambda model, images, draws, **_: posteriors[id(images)])
+    in_training = VAL_SCORES.roll(1, dims=1)  # every argmax moved: what training mode would say differs
+
+    def posterior(model: object, images: torch.Tensor, draws: int, training: bool = False) -> torch.Tensor:
+        return in_training if training and id(images) == id(val_images) else posteriors[id(images)]
+
+    monkeypatch.setattr(evaluation, "posterior_categories", posterior)
     splits = ((val_images, VAL_LABELS), (test_images, TEST_LABELS))
-    diagnostics = category_diagnostics(VAL_SCORES, VAL_LABELS, ink(val_images), VAL_SCORES)
+    diagnostics = category_diagnostics(VAL_SCORES, VAL_LABELS, ink(val_images), in_training)
+    assert diagnostics["train_eval_agreement"] == 0.0
     assert category_scores(None, *splits, draws=1, semi_supervised=False) == {"clustering": EXPECTED, "diagnostics": diagnostics}
     # As a classifier's scores: validation argmaxes 0,0,0,1,1,0,0,1 against labels 3,7,7,5,5,7,3,1.
     head_val, head_test = torch.tensor([0, 0, 0, 1, 1, 0, 0, 1]), torch.tensor([3, 3, 3, 1])
     assert category_scores(None, (val_images, head_val), (test_images, head_test), draws=1, semi_supervised=True) == {
         "val_error": 0.0, "test_error": 0.75,
-        "diagnostics": category_diagnostics(VAL_SCORES, head_val, ink(val_images), VAL_SCORES)}
+        "diagnostics": category_diagnostics(VAL_SCORES, head_val, ink(val_images), in_training)}
 
 
 def hand_made_posteriors(monkeypatch: pytest.MonkeyPatch) -> tuple[Split, Split]:

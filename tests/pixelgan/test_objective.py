@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from pixelgan.clusters import batch_marginal_entropy
 from pixelgan.config import PriorConfig, TrainConfig
 from pixelgan.data import Batch
 from pixelgan.model import PixelGAN
 from pixelgan.objective import (
     AdversarialGame,
-    batch_marginal_entropy,
     build_optimizers,
     discriminator_step,
     generator_step,

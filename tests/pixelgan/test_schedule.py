@@ -47,3 +47,12 @@ def test_a_run_stopped_and_resumed_ends_at_the_last_epochs_rates(tmp_path: Path)
     rate = state["optimizers"]["reconstruction"]["param_groups"][0]["lr"]
     assert math.isclose(rate, state["train_config"]["lr_reconstruction"] * lr_factor("cosine", 3, 3))
     assert cli_run(run, data, "train.epochs=3") == 2, "a constant-rate run cannot take over a cosine one"
+
+
+def test_a_shared_encoder_optimizer_runs_at_the_reconstruction_rate() -> None:
+    config = TrainConfig(encoder_optimizer="shared", lr_reconstruction=1e-3, lr_generator=5e-4, lr_supervised=2e-3,
+                         lr_schedule="cosine", epochs=4)
+    optimizers = build_optimizers(PixelGAN(tiny_model_config(prior=PriorConfig("categorical_gaussian", 4, 2))), config)
+    LearningRateSchedule(optimizers, config).on_epoch_start(3)
+    rates = [group["lr"] for group in optimizers.reconstruction.param_groups]
+    assert rates == [pytest.approx(1e-3 * lr_factor("cosine", 3, 4))], "not the generator's or the supervised phase's"
