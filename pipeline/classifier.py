@@ -19,12 +19,12 @@ from typing import Any
 import torch
 
 from pixelgan.classifier import Classifier, predict, train_classifier
-from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig
+from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig, EvalConfig
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import EvalConfig, Paths, load_params, read_section
+from pipeline.params import Paths, load_params, read_section
 
 
 def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:

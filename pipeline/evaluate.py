@@ -39,7 +39,7 @@ from pipeline.classifier import load_classifier
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.classifier import Classifier, sample_quality
 from pixelgan.clusters import clustering_report
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, EvalConfig, run_identity
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.splits import Split
@@ -47,8 +47,8 @@ from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
 from pixelgan.model import PixelGAN
-from pixelgan.params import EvalConfig, TrainSpec, eval_config, load_params, run_params, train_spec
-from pixelgan.run import Splits, read_splits
+from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec
+from pixelgan.data.parquet import Splits
 from pixelgan.sampling import sample
 
 FIGURE_2 = ("gaussian", "pixelcnn", "aae")  # the runs that make the paper's Figure 2 comparison
@@ -112,11 +112,14 @@ HEADLINE = (("clustering", "val_error_paper_rule"), ("clustering", "error_paper_
 
 
 def over_seeds(specs: dict[str, TrainSpec], metrics: dict[str, Any]) -> dict[str, Any]:
-    """Mean and std of the headline numbers over models that differ only in train.seed,
-    keyed by the first of them (the paper profile's runs train such replicates)."""
+    """Mean and std of the headline numbers over models that differ only in train.seed (by
+    ``run_identity``) and trained as many epochs, keyed by the first of them (the paper
+    profile's runs train such replicates)."""
     groups: dict[str, list[str]] = {}
     for name, spec in specs.items():
-        key = json.dumps(dict(spec.to_dict(), train=dict(spec.to_dict()["train"], seed=None)), sort_keys=True)
+        identity = run_identity(spec.run)
+        del identity["train"]["seed"]
+        key = json.dumps(dict(identity, epochs=spec.train.epochs), sort_keys=True)
         groups.setdefault(key, []).append(name)
     summary: dict[str, Any] = {}
     for members in groups.values():

@@ -18,7 +18,7 @@ from pathlib import Path
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.io import write_json
-from pixelgan.params import Paths, load_params, read_section
+from pipeline.params import Paths, load_params, read_section
 
 
 SOURCE_KEYS = ("name", "root", "svhn_extra")  # the dataset keys that decide which files to fetch

@@ -29,14 +29,13 @@ import torch
 from pipeline.evaluate import over_seeds
 from pipeline.train import column_output
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, EvalConfig
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import EvalConfig, TrainSpec, eval_config, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import read_splits
+from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
 
 # Table 1 (docs/paper-facts.md: 5.27 confirmed, the rest recalled), by labelled images (0: clustering).
 PAPER = {0: "5.27 ±1.81", 100: "1.08 ±0.15", 50: "1.16 ±0.17", 20: "12.08 ±5.50"}

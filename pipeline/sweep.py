@@ -52,8 +52,7 @@ from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, TrainSpec, load_params, read_section, train_spec, with_overrides
-from pixelgan.run import read_splits
+from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
 
 
 # What a trial reports every epoch (pixelgan.engine: the phases' losses, then the validation

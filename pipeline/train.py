@@ -47,13 +47,14 @@ import torch
 
 from pipeline import storage
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, run_identity
 from pixelgan.data.formats import DataFormatError
 from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import TrainSpec, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import LABELLED_ORDER, Run, Splits, read_splits
+from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec, with_overrides
+from pixelgan.data.parquet import Splits
+from pixelgan.run import LABELLED_ORDER, Run
 
 FINISHED = "FINISHED"
 
@@ -130,7 +131,7 @@ def train_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
-    run = Run(spec, ray.get(config["splits"]), ray.train.torch.get_device(), rank, world)
+    run = Run(spec.run, ray.get(config["splits"]), ray.train.torch.get_device(), rank, world)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -144,7 +145,8 @@ def train_worker(config: dict[str, Any]) -> None:
         unused = isinstance(part, Encoder) and spec.model.prior.kind == "categorical_gaussian"
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
-    callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)]
+    callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed,
+                                             run=run_record(spec))]
     if rank == 0:
         callbacks.append(TensorBoardCurves(storage.join(spec.paths.runs, config["run"], "tensorboard")))
     run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
@@ -156,12 +158,18 @@ def train_worker(config: dict[str, Any]) -> None:
 RUN_FORMAT = {"labels_drawn_by": "seed", "labelled_order": LABELLED_ORDER}
 
 
+def run_record(spec: TrainSpec) -> dict[str, Any]:
+    """What every checkpoint of ``spec`` records of its run, as ``python -m pixelgan``'s do, so
+    a script reads a pipeline's models/*.pt and a one-process checkpoint.pt alike."""
+    return {"spec": run_identity(spec.run), "labelled_order": LABELLED_ORDER}
+
+
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
-    digest of its settings: run again, the same spec finds (and resumes) its run, and a
-    changed one never picks up another's checkpoints."""
-    settings = {key: value for key, value in spec.to_dict().items() if key != "paths"}  # where files live is not what trains
-    digest = hashlib.sha256(json.dumps(dict(settings, **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
+    digest of its identity (``pixelgan.config.run_identity``, the one a one-process resume
+    checks): run again, the same run finds (and resumes) its checkpoints, and another never
+    picks up its checkpoints. Where files live and how Ray lays the job out are not the run."""
+    digest = hashlib.sha256(json.dumps(dict(run_identity(spec.run), **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 

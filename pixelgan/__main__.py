@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, RunSpec, run_identity
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
@@ -36,14 +36,9 @@ from pixelgan.engine import TimeLimit
 from pixelgan.evaluation import score_model
 from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import write_json
-from pixelgan.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, train_spec
-from pixelgan.run import LABELLED_ORDER, Run, read_splits
+from pipeline.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
+from pixelgan.run import LABELLED_ORDER, Run
 from pixelgan.speed import device_name
-
-# What a checkpoint may differ in from the run that resumes it: where files live, how a Ray
-# job would be laid out, switches that change speed and not results, and more epochs.
-FREE_TO_CHANGE = ("paths", "scaling", "train.precision", "train.channels_last", "train.compile", "train.epochs")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pixelgan", description=__doc__.splitlines()[0])
@@ -67,23 +62,11 @@ def prepared_spec(params: dict[str, Any]) -> TrainSpec:
     return train_spec(params)
 
 
-def identity(spec: TrainSpec) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it (all but FREE_TO_CHANGE)."""
-    tree = spec.to_dict()
-    for dotted in FREE_TO_CHANGE:
-        *parents, leaf = dotted.split(".")
-        node = tree
-        for key in parents:
-            node = node[key]
-        del node[leaf]
-    return tree
-
-
-def saved_identity(saved: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
+def saved_identity(saved: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
     """A checkpoint's identity as this code reads it: a setting added since it was written
     takes its default, which is how that run behaved (new options default to the old way);
-    the sections free to change, which a checkpoint does not keep, are ``spec``'s."""
-    return identity(TrainSpec.from_dict(spec.to_dict() | saved))
+    the settings free to change, which a checkpoint does not keep, are ``spec``'s."""
+    return run_identity(RunSpec.from_dict(spec.to_dict() | saved))
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -107,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         spec, config = prepared_spec(params), eval_config(params)
         device = torch.device("cuda" if spec.scaling.use_gpu else "cpu")
         splits = read_splits(spec.paths, spec.dataset)
-        run = Run(spec, splits, device)
+        run = Run(spec.run, splits, device)
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     checkpoint, done = args.out / "checkpoint.pt", args.out / "metrics.json"
-    wanted = identity(spec)
+    wanted = run_identity(spec.run)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
         if "spec" not in state.get("run", {}):
@@ -121,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                   "cannot continue; pass another --out or delete that folder", file=sys.stderr)
             return 2
         try:
-            saved = saved_identity(state["run"]["spec"], spec)
+            saved = saved_identity(state["run"]["spec"], spec.run)
         except ConfigError as error:
             print(f"error: {checkpoint} holds a setting or value this code no longer accepts ({error}); "
                   "pass another --out or delete that folder", file=sys.stderr)

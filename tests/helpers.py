@@ -22,7 +22,7 @@ from pixelgan.config import (
 )
 from pixelgan.__main__ import main
 from pixelgan.model import PixelGAN
-from pixelgan.params import REPO
+from pipeline.params import REPO
 
 
 # The same shrunk model as `conf/` overrides, for the pipeline's stages.

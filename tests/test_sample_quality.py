@@ -12,8 +12,8 @@ from pipeline.evaluate import prior_sample_quality
 from pixelgan.classifier import Classifier
 from pixelgan.config import ImageConfig, PriorConfig
 from pixelgan.model import PixelGAN
-from pixelgan.params import eval_config, load_params
-from pixelgan.run import read_prepared
+from pipeline.params import eval_config, load_params
+from pixelgan.data.parquet import read_prepared
 from tests.helpers import load_script, save_run, tiny_model_config
 
 sample_quality = load_script("sample_quality")

@@ -20,7 +20,7 @@ import pytest
 
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
-from pixelgan.params import REPO
+from pipeline.params import REPO
 from tests.helpers import repo_copy, run
 
 

@@ -16,7 +16,7 @@ from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.model import PixelGAN
-from pixelgan.params import load_params, run_params, train_spec
+from pipeline.params import load_params, run_params, train_spec
 from tests.helpers import TINY_MODEL_OVERRIDES
 
 TINY = [
@@ -133,8 +133,8 @@ def test_k_means_learns_its_clusters_on_the_training_split() -> None:
     import numpy as np
 
     from pixelgan.data.splits import Split
-    from pixelgan.params import EvalConfig
-    from pixelgan.run import Splits
+    from pixelgan.config import EvalConfig
+    from pixelgan.data.parquet import Splits
 
     def split(labels: list[int], block: list[int]) -> Split:
         images = np.zeros((len(labels), 1, 3, 4), np.uint8)

@@ -22,8 +22,8 @@ from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback
 from pixelgan.evaluation import score_model
-from pixelgan.params import REPO, load_params, run_params, train_spec
-from pixelgan.run import datasets, read_splits
+from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
+from pixelgan.run import datasets
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, S3Server, ray_env
 
@@ -217,6 +217,7 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
             assert one_epoch[name] == pytest.approx(ray_epoch[name], rel=1e-6, abs=1e-9), name
     for name, tensor in on_ray["model"].items():
         torch.testing.assert_close(alone["model"][name], tensor, msg=name)
+    assert on_ray["run"] == alone["run"], "both checkpoints record the run alike (run_identity), for every script"
     spec = train_spec(load_params(same))
     splits = read_splits(spec.paths, spec.dataset)
     ray_scores = score_model(model_from_checkpoint(on_ray).eval(), splits.validation, splits.test, draws=2,
@@ -224,6 +225,18 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
     scores = json.loads((tmp_path / "one/metrics.json").read_text())["scores"]
     assert scores.pop("diagnostics") == pytest.approx(ray_scores.pop("diagnostics"))
     assert scores == pytest.approx(ray_scores)
+
+
+def test_a_ray_run_is_named_by_the_identity_a_one_process_resume_checks(digits: Path, tmp_path: Path) -> None:
+    """Where files live, how Ray lays the job out, speed switches and more epochs leave a run
+    the same run; any other setting names another."""
+    params = load_params(overrides(tmp_path, digits))
+    name = run_name(train_spec(params))
+    for same in ({"paths.models": str(tmp_path / "elsewhere")}, {"train.num_workers": 1}, {"train.epochs": 5},
+                 {"train.precision": "fp32"}, {"train.max_failures": 0}):
+        assert run_name(train_spec(with_overrides(params, same))) == name, same
+    for other in ({"train.seed": 1}, {"train.lr_generator": 1e-4}, {"model.decoder.n_layers": 3}):
+        assert run_name(train_spec(with_overrides(params, other))) != name, other
 
 
 def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Path, tmp_path: Path) -> None:

@@ -113,8 +113,8 @@ def test_score_model_takes_each_split_where_it_belongs(monkeypatch: pytest.Monke
 
 def test_the_evaluate_stage_scores_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline import evaluate as stage
-    from pixelgan.params import EvalConfig
-    from pixelgan.run import Splits
+    from pixelgan.config import EvalConfig
+    from pixelgan.data.parquet import Splits
 
     validation, test = hand_made_posteriors(monkeypatch)
     monkeypatch.setattr(stage, "prior_sample_quality", lambda *args: {})

@@ -28,8 +28,9 @@ from pixelgan.data.splits import Split
 from pixelgan.engine import Callback, EpochProgress, evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, build_optimizers
-from pixelgan.params import load_params, train_spec
-from pixelgan.run import Run, Splits, read_prepared, read_splits
+from pipeline.params import load_params, read_splits, train_spec
+from pixelgan.data.parquet import Splits, read_prepared
+from pixelgan.run import Run
 from tests.helpers import TINY_MODEL_OVERRIDES, cli_run
 
 Z_USE_MARGIN_NATS = 10.0
@@ -247,7 +248,7 @@ def test_a_run_stopped_anywhere_in_an_epoch_resumes_to_the_unbroken_runs_weights
     splits = read_splits(spec.paths, spec.dataset)
 
     def saved(path: Path, *callbacks: Callback) -> dict:
-        run = Run(spec, splits, torch.device("cpu"))
+        run = Run(spec.run, splits, torch.device("cpu"))
         if path.exists():
             run.resume(load_checkpoint(path))
         run.fit([SaveEveryEpoch(path, run.model, run.optimizers, spec.train, history=run.history), *callbacks])
@@ -299,7 +300,7 @@ def test_training_draws_each_pixel_afresh_and_validation_thresholds(data: Path) 
                           f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.batch_size=100"])
     spec = train_spec(params)
     grey = Split(np.full((400, 1, 8, 8), 100, np.uint8), np.zeros(400, np.int64), np.arange(400))
-    run = Run(spec, Splits(grey, grey, None), torch.device("cpu"))
+    run = Run(spec.run, Splits(grey, grey, None), torch.device("cpu"))
     first, second = (torch.cat([batch.images for batch in run.train_batches]) for _ in range(2))
     assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
     assert first.mean().item() == pytest.approx(100 / 255, abs=0.01)
