@@ -47,12 +47,12 @@ from typing import Any
 import yaml
 
 from pipeline import storage
+from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
 from pipeline.train import DRIVER_CPU, FINISHED, SharedSplits, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
-from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
 
 
 # What a trial reports every epoch (pixelgan.engine: the phases' losses, then the validation

@@ -46,14 +46,14 @@ from typing import Any
 import torch
 
 from pipeline import storage
+from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec, with_overrides
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
 from pixelgan.config import ConfigError, run_identity
 from pixelgan.data.formats import DataFormatError
+from pixelgan.data.parquet import Splits
 from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
-from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec, with_overrides
-from pixelgan.data.parquet import Splits
 from pixelgan.run import LABELLED_ORDER, Run
 
 FINISHED = "FINISHED"

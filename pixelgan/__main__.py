@@ -26,17 +26,15 @@ from typing import Any
 
 import torch
 
+from pipeline.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
 from pixelgan.config import ConfigError, RunSpec, run_identity
-from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.engine import TimeLimit
-from pixelgan.evaluation import score_model
-from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import write_json
-from pipeline.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
+from pixelgan.report import evaluate_model
 from pixelgan.run import LABELLED_ORDER, Run
 from pixelgan.speed import device_name
 
@@ -142,15 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     state = load_checkpoint(checkpoint, map_location=device)  # the last epoch's record (run.model holds its weights)
-    model = run.model.eval()
-    scores = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
-                         semi_supervised=spec.train.semi_supervised, seed=config.seed, device=device)
-    likelihood = spec.model.decoder.likelihood
-    validation_images = torch.from_numpy(splits.validation.images)
-    figures = model_figures(model, data_form(validation_images, likelihood).to(device), config.figure_rows,
-                            config.figure_columns, config.seed)
-    for name, images in figures.items():
-        save_grid(images, args.out / f"{name}.png", config.figure_columns)
+    scores, _ = evaluate_model(run.model.eval(), splits, config, args.out, semi_supervised=spec.train.semi_supervised,
+                               device=device)
     metrics = {
         "spec": spec.to_dict(), "device": device_name(device), "epochs": state["epoch"], "speed": state.get("speed"),
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),

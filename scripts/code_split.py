@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from pixelgan.data import ImageDataset
-from pixelgan.decoder import negative_log_likelihood
 from pixelgan.data.parquet import read_prepared
+from pixelgan.decoder import negative_log_likelihood
 
 
 @torch.no_grad()

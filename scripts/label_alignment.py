@@ -22,9 +22,9 @@ from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_che
 from pixelgan.clusters import classification_error, clustering_error, labels_by_majority
 from pixelgan.config import DatasetConfig, from_dict
 from pixelgan.data import data_form
+from pixelgan.data.parquet import read_prepared
 from pixelgan.data.splits import labelled_rows
 from pixelgan.evaluation import posterior_categories
-from pixelgan.data.parquet import read_prepared
 
 CLASSES = 10
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.classifier import load_classifier
-from pipeline.evaluate import prior_sample_quality
-from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
-from pixelgan.config import ConfigError
 from pipeline.params import eval_config, load_params
+from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from pixelgan.classifier import load_classifier
+from pixelgan.config import ConfigError
 from pixelgan.data.parquet import read_prepared
+from pixelgan.report import prior_sample_quality
 
 COLUMNS = ("category_purity", "confidence", "label_entropy", "classifier_score", "frechet_distance")
 

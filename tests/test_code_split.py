@@ -10,9 +10,9 @@ from torch.utils.data import DataLoader
 
 from pixelgan.config import PriorConfig
 from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import read_prepared
 from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
-from pixelgan.data.parquet import read_prepared
 from tests.helpers import load_script, save_run, tiny_model_config
 
 code_split = load_script("code_split")

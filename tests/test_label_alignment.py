@@ -11,9 +11,9 @@ import torch
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig, PriorConfig, TrainConfig
 from pixelgan.data import data_form
+from pixelgan.data.parquet import read_prepared
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.splits import labelled_subset
-from pixelgan.data.parquet import read_prepared
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, supervised_phase
 from tests.helpers import load_script, tiny_model_config

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pixelgan.config import ConfigError
 from pipeline.params import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
+from pixelgan.config import ConfigError
 
 
 def test_params_yaml_is_what_dvc_composes_from_conf(tmp_path: Path) -> None:

@@ -21,7 +21,6 @@ from pipeline.params import load_params
 from pipeline.sweep import (
     SweepConfig,
     epochs_table,
-    experiment_name,
     project_relative,
     plan_sweep,
     run_sweep,

@@ -16,13 +16,13 @@ import torch
 
 from pipeline import storage
 from pipeline import train as train_stage
+from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.train import FINISHED, cores_needed, finish, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback
 from pixelgan.evaluation import score_model
-from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
 from pixelgan.run import datasets
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, S3Server, ray_env

@@ -12,10 +12,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pixelgan import engine
-from pixelgan.data.splits import Split
 from pipeline.params import load_params, train_spec
+from pixelgan import engine
 from pixelgan.data.parquet import Splits
+from pixelgan.data.splits import Split
 from pixelgan.run import Run
 from tests.helpers import TINY_MODEL_OVERRIDES
 

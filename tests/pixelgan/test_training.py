@@ -22,14 +22,14 @@ from pixelgan.config import (
     PriorConfig,
     TrainConfig,
 )
+from pipeline.params import load_params, read_splits, train_spec
 from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import Splits, read_prepared
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.splits import Split
 from pixelgan.engine import Callback, EpochProgress, evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, build_optimizers
-from pipeline.params import load_params, read_splits, train_spec
-from pixelgan.data.parquet import Splits, read_prepared
 from pixelgan.run import Run
 from tests.helpers import TINY_MODEL_OVERRIDES, cli_run
 
