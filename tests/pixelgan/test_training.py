@@ -313,7 +313,7 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
 ) -> None:
     """Each split reaches the scores in its own place (the files' source rows are compared),
     and the scores written are the library's for the saved model on those splits."""
-    from pixelgan import __main__ as one_process
+    from pixelgan import report
     from pixelgan.evaluation import score_model
 
     prepared = read_prepared(data / "digits")
@@ -323,7 +323,7 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
         given.append((validation.index, test.index))
         return score_model(model, validation, test, **kwargs)
 
-    monkeypatch.setattr(one_process, "score_model", checked)
+    monkeypatch.setattr(report, "score_model", checked)
     # fp32 and the usual memory layout, as the model is scored again below
     assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=one_hot",
                    "train.gradient_penalty=0.5", *FP32) == 0
