@@ -247,8 +247,6 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
         )
     if train.semi_supervised and not dataset.labels:
         raise ConfigError("train.semi_supervised needs labelled images: dataset.labels=0")
-    if train.marginal_entropy and not prior.categories:
-        raise ConfigError(f"train.marginal_entropy={train.marginal_entropy} needs a prior with categories: prior.kind={prior.kind}")
     return TrainSpec(dataset, model, train, scaling, paths)
 
 

@@ -254,7 +254,7 @@ class TrainConfig:
     above; ``held`` keeps them whole to the last epoch.
     ``marginal_entropy`` weighs a term of the encoder's step as generator that raises the
     entropy of q(y|x) averaged over the batch (CatGAN, IMSAT): every category used, in
-    proportion, whatever D makes of the codes (0: none).
+    proportion, whatever D makes of the codes (0: none); inert for a code without categories.
     ``encoder_optimizer`` ``per_phase`` gives the encoder one Adam per phase (each normalises
     its own gradient); ``shared`` one Adam for all its phases, at ``lr_reconstruction``, so
     the adversarial and reconstruction gradients are weighed against each other.

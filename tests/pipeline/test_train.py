@@ -69,8 +69,6 @@ def overrides(root: Path, data: Path) -> list[str]:
         ("dataset.labels=0", "train.semi_supervised needs labelled images: dataset.labels=0"),
         ("train.use_gpu=true", "train.gpus_per_worker=0: with train.use_gpu=true each worker needs whole GPUs"),
         ("train.use_gpu=true train.gpus_per_worker=0.5", "NCCL refuses two workers on one GPU"),
-        ("prior.kind=gaussian train.semi_supervised=false train.marginal_entropy=1.0",
-         "train.marginal_entropy=1.0 needs a prior with categories"),
     ],
 )
 def test_bad_values_fail_before_any_worker_starts(
