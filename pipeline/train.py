@@ -54,7 +54,7 @@ from pixelgan.data.parquet import Splits
 from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
-from pixelgan.run import LABELLED_ORDER, Run
+from pixelgan.run import LABELLED_ORDER, Run, run_record
 
 FINISHED = "FINISHED"
 
@@ -146,7 +146,7 @@ def train_worker(config: dict[str, Any]) -> None:
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
     callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed,
-                                             run=run_record(spec))]
+                                             run=run_record(spec.run))]
     if rank == 0:
         callbacks.append(TensorBoardCurves(storage.join(spec.paths.runs, config["run"], "tensorboard")))
     run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
@@ -156,12 +156,6 @@ def train_worker(config: dict[str, Any]) -> None:
 # the prepare stage's, the same for every seed, until commit f95ccbd) and their order. Changing
 # it renames every run, so an unfinished run never resumes under another way.
 RUN_FORMAT = {"labels_drawn_by": "seed", "labelled_order": LABELLED_ORDER}
-
-
-def run_record(spec: TrainSpec) -> dict[str, Any]:
-    """What every checkpoint of ``spec`` records of its run, as ``python -m pixelgan``'s do, so
-    a script reads a pipeline's models/*.pt and a one-process checkpoint.pt alike."""
-    return {"spec": run_identity(spec.run), "labelled_order": LABELLED_ORDER}
 
 
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:

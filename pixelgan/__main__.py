@@ -35,7 +35,7 @@ from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.engine import TimeLimit
 from pixelgan.io import write_json
 from pixelgan.report import evaluate_model
-from pixelgan.run import LABELLED_ORDER, Run
+from pixelgan.run import LABELLED_ORDER, Run, run_record
 from pixelgan.speed import device_name
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if run.start_epoch < spec.train.epochs:  # scores of fewer epochs no longer describe the run
         done.unlink(missing_ok=True)
-    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run={"spec": wanted, "labelled_order": LABELLED_ORDER},
+    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run=run_record(spec.run),
                            history=run.history, speed=run.speed)
     run.fit([saver, *([limit] if limit else [])])
     if limit is not None and limit.stopped_in is not None:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pixelgan.checkpoint import resume, resume_within, set_rng_state
-from pixelgan.config import RunSpec
+from pixelgan.config import RunSpec, run_identity
 from pixelgan.data import ImageDataset
 from pixelgan.data.parquet import Splits
 from pixelgan.data.splits import labelled_rows
@@ -67,6 +67,12 @@ class SetSamplerEpoch(Callback):
 # How the labelled batches' order is drawn; a run that drew it otherwise (from the global random
 # state, before commit 12b721c) cannot be continued exactly, so it is recorded with every run.
 LABELLED_ORDER = "seed-epoch-rank"
+
+
+def run_record(spec: RunSpec) -> dict[str, Any]:
+    """What every checkpoint records of its run, in one process or on Ray: its identity and
+    the way its labelled batches were ordered, so a resume is checked and a script reads any."""
+    return {"spec": run_identity(spec), "labelled_order": LABELLED_ORDER}
 
 
 class SeedLabelledOrder(Callback):
