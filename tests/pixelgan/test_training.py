@@ -138,8 +138,8 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     assert "model.prior.style_dim 5 in the checkpoint, 3 now" in error, "it names what differs"
     assert cli_run(tmp_path, data, "train.epochs=2", "prior.dim=5") == 2
     assert "model.prior.dim 30 in the checkpoint, 5 now" in capsys.readouterr().err
-    assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=one_hot") == 2
-    assert "model.encoder.categorical_code 'softmax' in the checkpoint, 'one_hot' now" in capsys.readouterr().err
+    assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=softmax") == 2
+    assert "model.encoder.categorical_code 'one_hot' in the checkpoint, 'softmax' now" in capsys.readouterr().err
     # ... while asking for more epochs, or another speed switch, is not: it carries on from the checkpoint,
     # even one written before a setting existed (it reads as its default, as that run behaved),
     state = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -297,7 +297,8 @@ def test_training_draws_each_pixel_afresh_and_validation_thresholds(data: Path) 
     """Grey digits (100 of 255): training sees each pixel on with probability 100/255, drawn
     anew every epoch; validation sees them all off (threshold 128)."""
     params = load_params(["dataset=digits", "dataset.validation_size=180", "dataset.test_size=180",
-                          f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.batch_size=100"])
+                          f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.batch_size=100",
+                          "train.binarize=stochastic"])
     spec = train_spec(params)
     grey = Split(np.full((400, 1, 8, 8), 100, np.uint8), np.zeros(400, np.int64), np.arange(400))
     run = Run(spec.run, Splits(grey, grey, None), torch.device("cpu"))
@@ -325,14 +326,14 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
 
     monkeypatch.setattr(report, "score_model", checked)
     # fp32 and the usual memory layout, as the model is scored again below
-    assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=one_hot",
+    assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=softmax",
                    "train.gradient_penalty=0.5", *FP32) == 0
     assert cli_run(tmp_path / "labels", data, "train.epochs=1", *SEMI, *FP32) == 0
     assert len(given) == 2, "both runs were scored through score_model"
     for validation_rows, test_rows in given:
         assert np.array_equal(validation_rows, prepared.validation.index) and np.array_equal(test_rows, prepared.test.index)
     clusters, semi = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("clusters", "labels"))
-    assert clusters["spec"]["model"]["encoder"]["categorical_code"] == "one_hot"
+    assert clusters["spec"]["model"]["encoder"]["categorical_code"] == "softmax"
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert set(clusters["scores"]["clustering"]) == {"error_paper_rule", "error_majority", "val_error_paper_rule",
                                                      "val_error_majority", "clusters_used"}
@@ -360,14 +361,14 @@ def test_a_checkpoint_of_the_earlier_one_process_run_is_not_resumed(data: Path, 
     ("dataset.labels=15", "dataset.labels=15 must be a multiple of the 10 classes"),
     ("dataset.labels=-10", "dataset.labels=-10 must be >= 0"),
     ("dataset.labels=2000", "dataset.labels=2000 needs 200 labelled images of each class"),
-    ("model.decoder.autoregressive=false", "decoder.autoregressive"),
+    ("model.decoder.autoregressive=false model.decoder.conditioning=location_independent", "decoder.autoregressive"),
     ("model.encoder.width=3", "model.encoder.width"),
     ("+model.encoder.width=3", "unknown option encoder.width"),
     ("model.encoder.categorical_code=gumbel", "encoder.categorical_code='gumbel'"),
 ])
 def test_bad_settings_are_refused_by_name_before_training(data: Path, tmp_path: Path, override: str, message: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_run(tmp_path, data, *SEMI, override) == 2
+    assert cli_run(tmp_path, data, *SEMI, *override.split()) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
 
