@@ -22,8 +22,9 @@ DistributedSampler hands it 1/N of each epoch's seeded permutation. Our data set
 reproducible for a given number of workers; Ray Data's streaming earns its overhead only
 when data outgrows memory.
 
-Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its settings (not of
-where its files live, so a submitted job's working copy finds the same run).
+Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its identity, epochs and
+layout (``run_name``; not of where its files live, so a submitted job's working copy finds
+the same run).
 Ray Train restores a failed worker group from the run's last checkpoint (up to
 ``train.max_failures`` times), and running a killed stage again resumes the run of the same
 name. A finished run is marked so; running the same spec again then starts afresh instead of
@@ -33,6 +34,7 @@ resuming a finished run by accident.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -161,9 +163,13 @@ RUN_FORMAT = {"labels_drawn_by": "seed", "labelled_order": LABELLED_ORDER}
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
     digest of its identity (``pixelgan.config.run_identity``, the one a one-process resume
-    checks): run again, the same run finds (and resumes) its checkpoints, and another never
-    picks up its checkpoints. Where files live and how Ray lays the job out are not the run."""
-    digest = hashlib.sha256(json.dumps(dict(run_identity(spec.run), **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
+    checks) with the epochs it trains to and its layout on Ray (both change its numbers: the
+    annealing follows the epochs, the batch splits over the workers): run again, the same job
+    finds (and resumes) its checkpoints, and another never picks them up. Where files live,
+    the speed switches and how often a failure is retried are not the run."""
+    layout = {key: value for key, value in dataclasses.asdict(spec.scaling).items() if key != "max_failures"}
+    named = dict(run_identity(spec.run), epochs=spec.train.epochs, scaling=layout, **RUN_FORMAT)
+    digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 

@@ -61,7 +61,8 @@ HEADLINE = (("clustering", "val_error_paper_rule"), ("clustering", "error_paper_
 def over_seeds(specs: dict[str, RunSpec], metrics: dict[str, Any]) -> dict[str, Any]:
     """Mean and std of the headline numbers over models that differ only in train.seed (by
     ``run_identity``) and trained as many epochs, keyed by the first of them (the paper
-    profile's runs train such replicates)."""
+    profile's runs train such replicates). A group in which a seed repeats (the same set-up
+    trained twice with other speed switches, say) holds no replicates and is left out."""
     groups: dict[str, list[str]] = {}
     for name, spec in specs.items():
         identity = run_identity(spec)
@@ -70,7 +71,8 @@ def over_seeds(specs: dict[str, RunSpec], metrics: dict[str, Any]) -> dict[str, 
         groups.setdefault(key, []).append(name)
     summary: dict[str, Any] = {}
     for members in groups.values():
-        if len(members) < 2:
+        seeds = [specs[m].train.seed for m in members]
+        if len(members) < 2 or len(set(seeds)) < len(seeds):
             continue
         entry: dict[str, Any] = {"models": members}
         for path in HEADLINE:

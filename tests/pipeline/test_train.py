@@ -225,16 +225,21 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
     assert scores == pytest.approx(ray_scores)
 
 
-def test_a_ray_run_is_named_by_the_identity_a_one_process_resume_checks(digits: Path, tmp_path: Path) -> None:
-    """Where files live, how Ray lays the job out, speed switches and more epochs leave a run
-    the same run; any other setting names another."""
+def test_a_ray_run_is_named_by_its_identity_epochs_and_layout(digits: Path, tmp_path: Path) -> None:
+    """Where files live, the speed switches and the retries leave a Ray run the same run; any
+    setting of its identity (what a one-process resume checks), its epochs (the annealing
+    follows them) and its workers (the batch splits over them) name another, as does the
+    way its labelled rows are drawn (RUN_FORMAT)."""
     params = load_params(overrides(tmp_path, digits))
     name = run_name(train_spec(params))
-    for same in ({"paths.models": str(tmp_path / "elsewhere")}, {"train.num_workers": 1}, {"train.epochs": 5},
-                 {"train.precision": "fp32"}, {"train.max_failures": 0}):
+    for same in ({"paths.models": str(tmp_path / "elsewhere")}, {"train.precision": "fp32"}, {"train.max_failures": 0}):
         assert run_name(train_spec(with_overrides(params, same))) == name, same
-    for other in ({"train.seed": 1}, {"train.lr_generator": 1e-4}, {"model.decoder.n_layers": 3}):
+    for other in ({"train.seed": 1}, {"train.lr_generator": 1e-4}, {"model.decoder.n_layers": 3}, {"train.epochs": 5},
+                  {"train.num_workers": 1}, {"train.cpus_per_worker": 0.5}):
         assert run_name(train_spec(with_overrides(params, other))) != name, other
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_stage, "RUN_FORMAT", {"labels_drawn_by": "prepare", "labelled_order": "global"})
+        assert run_name(train_spec(params)) != name, "a run drawn otherwise is another run"
 
 
 def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Path, tmp_path: Path) -> None:
