@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from pipeline.params import load_params
 from pixelgan.config import ImageConfig, ModelConfig, PriorConfig, from_dict
-from pixelgan.params import load_params
 from pixelgan.speed import device_name, flags_line, machine_kind
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -14,25 +14,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from pixelgan.classifier import Classifier, predict, train_classifier
-from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig
+from pipeline.params import Paths, load_params, read_section
+from pixelgan.classifier import Classifier, predict, save_classifier, train_classifier
+from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig, EvalConfig
 from pixelgan.data import data_form
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
-from pixelgan.io import atomic_path, write_json
-from pixelgan.params import EvalConfig, Paths, load_params, read_section
-
-
-def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """The classifier and its record (data form, classes) from models/classifier.pt."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    classifier = Classifier(*state["shape"], classes=state["classes"])
-    classifier.load_state_dict(state["weights"])
-    return classifier.eval(), state
+from pixelgan.io import write_json
 
 
 def configure(argv: Sequence[str]) -> tuple[DatasetConfig, EvalConfig, Paths, str]:
@@ -64,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         losses += train_classifier(classifier, x, torch.from_numpy(train.labels), epochs=1, seed=config.seed + epoch)
     probs, _ = predict(classifier, data_form(torch.from_numpy(test.images), likelihood))
     accuracy = float((probs.argmax(1) == torch.from_numpy(test.labels)).double().mean())
-    with atomic_path(Path(paths.models) / "classifier.pt") as tmp:
-        torch.save({"weights": classifier.state_dict(), "shape": list(images.shape[1:]), "classes": dataset.classes,
-                    "likelihood": likelihood, "dataset": dataset.name}, tmp)
+    save_classifier(Path(paths.models) / "classifier.pt", classifier, {"shape": list(images.shape[1:]), "classes": dataset.classes,
+                                                                        "likelihood": likelihood, "dataset": dataset.name})
     metrics = {"test_accuracy": accuracy, "epochs": config.classifier_epochs, "final_loss": losses[-1],
                "wall_time_s": time.perf_counter() - started}
     write_json(Path(paths.metrics) / "classifier.json", metrics)

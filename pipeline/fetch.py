@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.params import Paths, load_params, read_section
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.io import write_json
-from pixelgan.params import Paths, load_params, read_section
 
 
 SOURCE_KEYS = ("name", "root", "svhn_extra")  # the dataset keys that decide which files to fetch

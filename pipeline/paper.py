@@ -24,19 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from pipeline.evaluate import over_seeds
+from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.train import column_output
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
-from pixelgan.config import ConfigError
-from pixelgan.data import data_form
+from pixelgan.config import ConfigError, EvalConfig
 from pixelgan.data.formats import DataFormatError
-from pixelgan.evaluation import score_model
-from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import EvalConfig, TrainSpec, eval_config, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import read_splits
+from pixelgan.report import evaluate_model, over_seeds
 
 # Table 1 (docs/paper-facts.md: 5.27 confirmed, the rest recalled), by labelled images (0: clustering).
 PAPER = {0: "5.27 ±1.81", 100: "1.08 ±0.15", 50: "1.16 ±0.17", 20: "12.08 ±5.50"}
@@ -106,14 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics: dict[str, Any] = {}
     for name, path in models.items():
         model = model_from_checkpoint(load_checkpoint(path)).eval()
-        metrics[name] = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
-                                    semi_supervised=specs[name].train.semi_supervised, seed=config.seed)
-        validation_images = data_form(torch.from_numpy(splits.validation.images), model.config.decoder.likelihood)
-        figures = model_figures(model, validation_images, config.figure_rows, config.figure_columns, config.seed)
-        for figure, images in figures.items():
-            save_grid(images, out / "figures" / f"{name.removeprefix('runs/')}_{figure}.png", config.figure_columns)
+        metrics[name], _ = evaluate_model(model, splits, config, out / "figures", prefix=f"{name.removeprefix('runs/')}_",
+                                          semi_supervised=specs[name].train.semi_supervised)
         print(f"paper: {name}: {metrics[name]}", flush=True)
-    metrics["over_seeds"] = summary = over_seeds(specs, metrics)
+    metrics["over_seeds"] = summary = over_seeds({name: spec.run for name, spec in specs.items()}, metrics)
     write_json(Path(paths.metrics) / "paper.json", metrics)
     text = "# Table 1's MNIST column from paper/dvc.yaml\n\n" + table(specs, summary)
     with atomic_path(out / "table.md") as tmp:

@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.params import Paths, load_params, read_section
 from pixelgan.config import ConfigError, DatasetConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, load_params, read_section
 
 
 PREPARE_KEYS = tuple(field.name for field in dataclasses.fields(DatasetConfig) if field.name != "labels")  # labels: a run's

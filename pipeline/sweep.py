@@ -23,7 +23,7 @@ results/sweep_epochs.csv (a row per trial and epoch it trained, from its last ch
 history: every metric it reported and the training time so far), results/best.json (the best trial of each prior by
 ``sweep.metric``) and results/sweep.png (``sweep.metric`` against training time, a line per
 trial). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
-each trial's Train run is named by the sweep and its settings (``trial_run_name``), not by
+each trial's Train run is named by the sweep and its identity (``trial_run_name``), not by
 Tune's trial id, and the Tune experiment by a digest of its trials (``experiment_name``), so
 a new Tuner's trials find their runs, and a changed grid never resumes the old one.
 """
@@ -47,13 +47,12 @@ from typing import Any
 import yaml
 
 from pipeline import storage
+from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
 from pipeline.train import DRIVER_CPU, FINISHED, SharedSplits, cores_needed, driver_in_ray, fit_on_ray, run_name
 from pixelgan.checkpoint import load_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import Paths, TrainSpec, load_params, read_section, train_spec, with_overrides
-from pixelgan.run import read_splits
 
 
 # What a trial reports every epoch (pixelgan.engine: the phases' losses, then the validation

@@ -22,8 +22,9 @@ DistributedSampler hands it 1/N of each epoch's seeded permutation. Our data set
 reproducible for a given number of workers; Ray Data's streaming earns its overhead only
 when data outgrows memory.
 
-Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its settings (not of
-where its files live, so a submitted job's working copy finds the same run).
+Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its identity, epochs and
+layout (``run_name``; not of where its files live, so a submitted job's working copy finds
+the same run).
 Ray Train restores a failed worker group from the run's last checkpoint (up to
 ``train.max_failures`` times), and running a killed stage again resumes the run of the same
 name. A finished run is marked so; running the same spec again then starts afresh instead of
@@ -33,6 +34,7 @@ resuming a finished run by accident.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -46,14 +48,15 @@ from typing import Any
 import torch
 
 from pipeline import storage
+from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec, with_overrides
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
-from pixelgan.config import ConfigError
+from pixelgan.config import ConfigError, run_identity
 from pixelgan.data.formats import DataFormatError
+from pixelgan.data.parquet import Splits
 from pixelgan.encoder import Encoder
 from pixelgan.engine import Callback
 from pixelgan.io import atomic_path, write_json
-from pixelgan.params import TrainSpec, load_params, run_params, train_spec, with_overrides
-from pixelgan.run import LABELLED_ORDER, Run, Splits, read_splits
+from pixelgan.run import LABELLED_ORDER, Run, run_record
 
 FINISHED = "FINISHED"
 
@@ -130,7 +133,7 @@ def train_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, round(spec.scaling.cpus_per_worker)))
-    run = Run(spec, ray.get(config["splits"]), ray.train.torch.get_device(), rank, world)
+    run = Run(spec.run, ray.get(config["splits"]), ray.train.torch.get_device(), rank, world)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -144,7 +147,8 @@ def train_worker(config: dict[str, Any]) -> None:
         unused = isinstance(part, Encoder) and spec.model.prior.kind == "categorical_gaussian"
         return ray.train.torch.prepare_model(part, parallel_strategy_kwargs={"find_unused_parameters": unused})
 
-    callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed)]
+    callbacks: list[Callback] = [ReportToRay(rank, run.model, run.optimizers, spec.train, history=run.history, speed=run.speed,
+                                             run=run_record(spec.run))]
     if rank == 0:
         callbacks.append(TensorBoardCurves(storage.join(spec.paths.runs, config["run"], "tensorboard")))
     run.fit([*callbacks, *config.get("callbacks", [])], wrap=ddp)
@@ -158,10 +162,14 @@ RUN_FORMAT = {"labels_drawn_by": "seed", "labelled_order": LABELLED_ORDER}
 
 def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     """The Ray Train run of ``spec``, named by ``prefix`` (the stage, or a sweep's name) and a
-    digest of its settings: run again, the same spec finds (and resumes) its run, and a
-    changed one never picks up another's checkpoints."""
-    settings = {key: value for key, value in spec.to_dict().items() if key != "paths"}  # where files live is not what trains
-    digest = hashlib.sha256(json.dumps(dict(settings, **RUN_FORMAT), sort_keys=True).encode()).hexdigest()
+    digest of its identity (``pixelgan.config.run_identity``, the one a one-process resume
+    checks) with the epochs it trains to and its layout on Ray (both change its numbers: the
+    annealing follows the epochs, the batch splits over the workers): run again, the same job
+    finds (and resumes) its checkpoints, and another never picks them up. Where files live,
+    the speed switches and how often a failure is retried are not the run."""
+    layout = {key: value for key, value in dataclasses.asdict(spec.scaling).items() if key != "max_failures"}
+    named = dict(run_identity(spec.run), epochs=spec.train.epochs, scaling=layout, **RUN_FORMAT)
+    digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 

@@ -26,24 +26,17 @@ from typing import Any
 
 import torch
 
+from pipeline.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
-from pixelgan.config import ConfigError
-from pixelgan.data import data_form
+from pixelgan.config import ConfigError, RunSpec, run_identity
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.sources import DataSourceError, fetch_source
 from pixelgan.engine import TimeLimit
-from pixelgan.evaluation import score_model
-from pixelgan.figures import model_figures, save_grid
 from pixelgan.io import write_json
-from pixelgan.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, train_spec
-from pixelgan.run import LABELLED_ORDER, Run, read_splits
+from pixelgan.report import evaluate_model
+from pixelgan.run import LABELLED_ORDER, Run, run_record
 from pixelgan.speed import device_name
-
-# What a checkpoint may differ in from the run that resumes it: where files live, how a Ray
-# job would be laid out, switches that change speed and not results, and more epochs.
-FREE_TO_CHANGE = ("paths", "scaling", "train.precision", "train.channels_last", "train.compile", "train.epochs")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pixelgan", description=__doc__.splitlines()[0])
@@ -67,23 +60,11 @@ def prepared_spec(params: dict[str, Any]) -> TrainSpec:
     return train_spec(params)
 
 
-def identity(spec: TrainSpec) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it (all but FREE_TO_CHANGE)."""
-    tree = spec.to_dict()
-    for dotted in FREE_TO_CHANGE:
-        *parents, leaf = dotted.split(".")
-        node = tree
-        for key in parents:
-            node = node[key]
-        del node[leaf]
-    return tree
-
-
-def saved_identity(saved: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
+def saved_identity(saved: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
     """A checkpoint's identity as this code reads it: a setting added since it was written
     takes its default, which is how that run behaved (new options default to the old way);
-    the sections free to change, which a checkpoint does not keep, are ``spec``'s."""
-    return identity(TrainSpec.from_dict(spec.to_dict() | saved))
+    the settings free to change, which a checkpoint does not keep, are ``spec``'s."""
+    return run_identity(RunSpec.from_dict(spec.to_dict() | saved))
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -107,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         spec, config = prepared_spec(params), eval_config(params)
         device = torch.device("cuda" if spec.scaling.use_gpu else "cpu")
         splits = read_splits(spec.paths, spec.dataset)
-        run = Run(spec, splits, device)
+        run = Run(spec.run, splits, device)
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     checkpoint, done = args.out / "checkpoint.pt", args.out / "metrics.json"
-    wanted = identity(spec)
+    wanted = run_identity(spec.run)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
         if "spec" not in state.get("run", {}):
@@ -121,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                   "cannot continue; pass another --out or delete that folder", file=sys.stderr)
             return 2
         try:
-            saved = saved_identity(state["run"]["spec"], spec)
+            saved = saved_identity(state["run"]["spec"], spec.run)
         except ConfigError as error:
             print(f"error: {checkpoint} holds a setting or value this code no longer accepts ({error}); "
                   "pass another --out or delete that folder", file=sys.stderr)
@@ -148,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if run.start_epoch < spec.train.epochs:  # scores of fewer epochs no longer describe the run
         done.unlink(missing_ok=True)
-    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run={"spec": wanted, "labelled_order": LABELLED_ORDER},
+    saver = SaveEveryEpoch(checkpoint, run.model, run.optimizers, spec.train, run=run_record(spec.run),
                            history=run.history, speed=run.speed)
     run.fit([saver, *([limit] if limit else [])])
     if limit is not None and limit.stopped_in is not None:
@@ -159,15 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     state = load_checkpoint(checkpoint, map_location=device)  # the last epoch's record (run.model holds its weights)
-    model = run.model.eval()
-    scores = score_model(model, splits.validation, splits.test, draws=config.posterior_draws,
-                         semi_supervised=spec.train.semi_supervised, seed=config.seed, device=device)
-    likelihood = spec.model.decoder.likelihood
-    validation_images = torch.from_numpy(splits.validation.images)
-    figures = model_figures(model, data_form(validation_images, likelihood).to(device), config.figure_rows,
-                            config.figure_columns, config.seed)
-    for name, images in figures.items():
-        save_grid(images, args.out / f"{name}.png", config.figure_columns)
+    scores, _ = evaluate_model(run.model.eval(), splits, config, args.out, semi_supervised=spec.train.semi_supervised,
+                               device=device)
     metrics = {
         "spec": spec.to_dict(), "device": device_name(device), "epochs": state["epoch"], "speed": state.get("speed"),
         "train_time_s": sum(epoch["epoch_time_s"] for epoch in state["history"]),

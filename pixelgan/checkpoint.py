@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
@@ -78,6 +79,16 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 def load_checkpoint(path: str | os.PathLike[str] | BinaryIO, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def find_checkpoint(run: str | os.PathLike[str]) -> Path:
+    """The checkpoint of ``run``: a run folder of ``python -m pixelgan`` (its checkpoint.pt) or
+    a checkpoint file itself (a pipeline's models/<name>.pt); both record the run alike."""
+    path = Path(run)
+    found = path if path.suffix == ".pt" else path / "checkpoint.pt"
+    if not found.is_file():
+        raise FileNotFoundError(f"{found} not found: pass a run folder of python -m pixelgan or a models/*.pt file")
+    return found
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> PixelGAN:

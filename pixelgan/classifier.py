@@ -10,6 +10,8 @@ beside them: the scores mean little if it is low.
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from pixelgan.data import to_signed_unit
 from pixelgan.evaluation import frechet_distance
+from pixelgan.io import atomic_path
 
 
 class Classifier(nn.Module):
@@ -37,6 +40,20 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.features(x))
+
+
+def save_classifier(path: str | os.PathLike[str], classifier: Classifier, record: dict[str, Any]) -> None:
+    """The classifier's weights and ``record`` (shape, classes, data form), written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"weights": classifier.state_dict(), **record}, tmp)
+
+
+def load_classifier(path: str | os.PathLike[str]) -> tuple[Classifier, dict[str, Any]]:
+    """The classifier and its record (data form, classes), as ``save_classifier`` wrote them."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    classifier = Classifier(*state["shape"], classes=state["classes"])
+    classifier.load_state_dict(state["weights"])
+    return classifier.eval(), state
 
 
 def train_classifier(

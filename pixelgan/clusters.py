@@ -22,8 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # the k-means baseline's input; the rules themselves need no data module
+    from pixelgan.data.parquet import Splits
+    from pixelgan.data.splits import Split
 
 
 def labels_by_best_example(scores: Tensor, labels: Tensor) -> Tensor:
@@ -153,3 +160,16 @@ def category_diagnostics(
     if train_probs is not None:
         diagnostics["train_eval_agreement"] = float((train_probs.argmax(dim=1) == category).double().mean())
     return diagnostics
+
+
+def kmeans_baseline(splits: Splits, clusters: int, restarts: int, seed: int) -> dict[str, float]:
+    """k-means on raw pixels with as many clusters, scored by the same rules (score: -distance)."""
+    from sklearn.cluster import KMeans
+
+    def pixels(split: Split) -> np.ndarray:
+        return split.images.reshape(len(split), -1).astype(np.float32) / 255.0
+
+    kmeans = KMeans(clusters, n_init=restarts, random_state=seed).fit(pixels(splits.train))
+    scores, test_scores = (torch.from_numpy(-kmeans.transform(pixels(s))) for s in (splits.validation, splits.test))
+    labels, test_labels = (torch.from_numpy(s.labels) for s in (splits.validation, splits.test))
+    return clustering_report(scores, labels, test_scores, test_labels)

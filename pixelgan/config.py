@@ -254,7 +254,7 @@ class TrainConfig:
     above; ``held`` keeps them whole to the last epoch.
     ``marginal_entropy`` weighs a term of the encoder's step as generator that raises the
     entropy of q(y|x) averaged over the batch (CatGAN, IMSAT): every category used, in
-    proportion, whatever D makes of the codes (0: none).
+    proportion, whatever D makes of the codes (0: none); inert for a code without categories.
     ``encoder_optimizer`` ``per_phase`` gives the encoder one Adam per phase (each normalises
     its own gradient); ``shared`` one Adam for all its phases, at ``lr_reconstruction``, so
     the adversarial and reconstruction gradients are weighed against each other.
@@ -356,6 +356,57 @@ class DatasetConfig:
         run draws for itself, and ``root``, which says where the source files are (the files
         record their sha256s, so the same data moved elsewhere is the same data)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("labels", "root")}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run, as the library trains it: data set, model and optimisation."""
+
+    dataset: DatasetConfig
+    model: ModelConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return from_dict(cls, data)
+
+
+# What a run may change and stay the same run: switches that change speed, not results, and
+# more epochs (a finished run trained further is that run continued).
+FREE_TO_CHANGE = ("train.precision", "train.channels_last", "train.compile", "train.epochs")
+
+
+def run_identity(spec: RunSpec) -> dict[str, Any]:
+    """What makes two runs the same run: every setting but FREE_TO_CHANGE. A checkpoint
+    records it, a resume must match it, and the pipeline names its Ray runs by it."""
+    tree = spec.to_dict()
+    for dotted in FREE_TO_CHANGE:
+        section, name = dotted.split(".")
+        del tree[section][name]
+    return tree
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a trained model is scored and drawn (the `eval.*` keys)."""
+
+    samples: int = 500
+    posterior_draws: int = 8
+    kmeans_restarts: int = 3
+    classifier_epochs: int = 5
+    figure_rows: int = 10
+    figure_columns: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "posterior_draws", "kmeans_restarts", "classifier_epochs", "figure_rows", "figure_columns"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name}={getattr(self, name)} must be >= 1")
+        if self.samples < 2:
+            raise ConfigError(f"eval.samples={self.samples}: a Fréchet distance needs at least 2 samples")
 
 
 T = TypeVar("T")

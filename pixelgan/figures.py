@@ -14,10 +14,11 @@ its decoder, rather than by independent per-pixel draws.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from pixelgan.io import atomic_path
 from pixelgan.model import PixelGAN
@@ -92,3 +93,11 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], per_row: int) -> Non
     """A PNG grid, ``per_row`` images a row, written atomically."""
     with atomic_path(path) as tmp:
         save_image(images.cpu(), tmp, format="png", nrow=per_row, padding=1, pad_value=0.5)
+
+
+def figure_2(panels: list[torch.Tensor], per_row: int, path: Path) -> None:
+    """Grids side by side (PixelGAN's global/local | plain PixelCNN | AAE), as in the paper."""
+    grids = [make_grid(images.cpu(), nrow=per_row, padding=1, pad_value=0.5) for images in panels]
+    height = min(grid.shape[1] for grid in grids)
+    with atomic_path(path) as tmp:
+        save_image(make_grid([grid[:, :height] for grid in grids], nrow=len(grids), padding=6, pad_value=1.0), tmp, format="png")

@@ -1,7 +1,7 @@
 """One training run, built the same way in one process and in every Ray Train worker.
 
 ``python -m pixelgan`` and the Ray Train worker (``pipeline/train.py``) both build a ``Run``
-from a ``TrainSpec`` and the prepared splits and call ``Run.fit``; only their callbacks
+from a ``RunSpec`` and the prepared splits and call ``Run.fit``; only their callbacks
 differ (a checkpoint file and a time limit in one process, reports to Ray Train in a
 worker) and, in a worker, each part's DistributedDataParallel wrapper. Everything that
 decides the numbers is here, once: the initial weights (seeded alike on every worker), each
@@ -13,8 +13,6 @@ one-worker Ray job train the same model from the same spec.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,48 +20,20 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pixelgan.checkpoint import resume, resume_within, set_rng_state
-from pixelgan.config import DatasetConfig, ImageConfig
+from pixelgan.config import RunSpec, run_identity
 from pixelgan.data import ImageDataset
-from pixelgan.data.parquet import read_split
-from pixelgan.data.splits import Split, labelled_rows
+from pixelgan.data.parquet import Splits
+from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback, PrintProgress, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, build_optimizers
-from pixelgan.params import Paths, TrainSpec
 from pixelgan.schedule import LearningRateSchedule
 from pixelgan.speed import accelerated, resolve
 
 VALIDATION_BATCH = 256
 
 
-@dataclass(frozen=True)
-class Splits:
-    """The prepared splits of one data set (uint8 images [N, C, H, W], labels); ``test`` is
-    None where only training reads them, so the test split never reaches a trainer."""
-
-    train: Split
-    validation: Split
-    test: Split | None
-
-    @property
-    def image(self) -> ImageConfig:
-        return ImageConfig(*self.train.images.shape[1:])
-
-
-def read_prepared(folder: Path, test: bool = True, dataset: DatasetConfig | None = None) -> Splits:
-    """The prepare stage's Parquet splits in ``folder`` (data/mnist, say); ``test=False``
-    leaves the test split unread (training). With ``dataset``, splits prepared with other
-    settings are refused by name."""
-    train, validation = (read_split(folder / f"{name}.parquet", dataset)[0] for name in ("train", "validation"))
-    return Splits(train, validation, read_split(folder / "test.parquet", dataset)[0] if test else None)
-
-
-def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
-    """The splits of ``dataset`` under ``paths.data``, prepared with its settings (see ``read_prepared``)."""
-    return read_prepared(Path(paths.data) / dataset.name, test, dataset)
-
-
-def datasets(spec: TrainSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
+def datasets(spec: RunSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
     """Training, validation, and (semi-supervised runs) the labelled rows of the training split,
     drawn by the run's seed, the same on every worker."""
     train, validation = splits.train, splits.validation
@@ -99,6 +69,12 @@ class SetSamplerEpoch(Callback):
 LABELLED_ORDER = "seed-epoch-rank"
 
 
+def run_record(spec: RunSpec) -> dict[str, Any]:
+    """What every checkpoint records of its run, in one process or on Ray: its identity and
+    the way its labelled batches were ordered, so a resume is checked and a script reads any."""
+    return {"spec": run_identity(spec), "labelled_order": LABELLED_ORDER}
+
+
 class SeedLabelledOrder(Callback):
     """The labelled batches' order drawn afresh every epoch from (seed, epoch, rank) alone,
     as the sampler's is, so a run stopped part-way through an epoch resumes onto it."""
@@ -114,7 +90,7 @@ class Run:
     """The model, optimizers and batches of ``spec`` for worker ``rank`` of ``world``
     (0 of 1 in one process); ``resume`` then ``fit`` train it."""
 
-    def __init__(self, spec: TrainSpec, splits: Splits, device: torch.device, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, spec: RunSpec, splits: Splits, device: torch.device, rank: int = 0, world: int = 1) -> None:
         batch_size = spec.train.batch_size // world
         self.spec, self.device, self.rank = spec, device, rank
         self.speed = resolve(spec.train, device)  # here, not in a driver: a cluster can mix machine kinds

@@ -15,18 +15,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import read_prepared
 from pixelgan.decoder import negative_log_likelihood
-from pixelgan.run import read_prepared
 
 
 @torch.no_grad()
 def code_split(run: Path, data: Path) -> dict[str, float]:
     """Test NLL (nats per image): own code, other categories, other style, other code."""
-    if not (run / "checkpoint.pt").exists():
-        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
-    model = model_from_checkpoint(load_checkpoint(run / "checkpoint.pt")).eval()
+    model = model_from_checkpoint(load_checkpoint(find_checkpoint(run))).eval()
     categories = model.config.prior.categories
     if model.config.prior.kind != "categorical_gaussian":
         raise SystemExit(f"error: {run} has prior {model.config.prior.kind!r}; this splits a categorical_gaussian code")
@@ -50,13 +48,16 @@ def code_split(run: Path, data: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="a prepared folder with a test split (data/mnist)")
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt, or models/*.pt files")
     args = parser.parse_args(argv)
     torch.manual_seed(0)  # the encoder's noise
     print("| run | own code | other categories | other style | other code |")
     print("|---|---|---|---|---|")
     for run in args.runs:
-        nll = code_split(run, args.data)
+        try:
+            nll = code_split(run, args.data)
+        except FileNotFoundError as error:
+            raise SystemExit(f"error: {error}") from None
         print(f"| {run.name} | " + " | ".join(f"{value:.2f}" for value in nll.values()) + " |")
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
 from pixelgan.clusters import classification_error, clustering_error, labels_by_majority
 from pixelgan.config import DatasetConfig, from_dict
 from pixelgan.data import data_form
+from pixelgan.data.parquet import read_prepared
 from pixelgan.data.splits import labelled_rows
 from pixelgan.evaluation import posterior_categories
-from pixelgan.run import read_prepared
 
 CLASSES = 10
 
@@ -35,9 +35,7 @@ def label_alignment(run: Path, data: Path, draws: int = 8, seed: int = 0) -> dic
     renamed by the majority labels, the labelled training rows the head gets right, and the
     head's three commonest test errors as (true, said, count). The encoder's noise is drawn
     from ``seed`` afresh for each run, so a run's figures do not depend on the runs before it."""
-    if not (run / "checkpoint.pt").exists():
-        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
-    state = load_checkpoint(run / "checkpoint.pt")
+    state = load_checkpoint(find_checkpoint(run))
     spec = (state.get("run") or {}).get("spec")
     if not spec or not spec["train"]["semi_supervised"]:
         raise SystemExit(f"error: {run} was not trained semi-supervised; its categories have no names to check")
@@ -67,13 +65,16 @@ def label_alignment(run: Path, data: Path, draws: int = 8, seed: int = 0) -> dic
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="the prepared folder the runs were trained on (data/mnist)")
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt, or models/*.pt files")
     args = parser.parse_args(argv)
     columns = ["head error %", "majority-label error %", "categories renamed", "labelled rows right", "commonest errors"]
     print("| run | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for run in args.runs:
-        found = label_alignment(run, args.data)
+        try:
+            found = label_alignment(run, args.data)
+        except FileNotFoundError as error:
+            raise SystemExit(f"error: {error}") from None
         cells = [f"{found['head error %']:.2f}", f"{found['majority-label error %']:.2f}",
                  f"{found['categories renamed']} of {CLASSES}", f"{found['labelled rows right']} of {found['labelled rows']}",
                  ", ".join(f"{true}→{said} {count}" for true, said, count in found["commonest errors"])]

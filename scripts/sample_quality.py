@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.classifier import load_classifier
-from pipeline.evaluate import prior_sample_quality
-from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pipeline.params import eval_config, load_params
+from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from pixelgan.classifier import load_classifier
 from pixelgan.config import ConfigError
-from pixelgan.params import eval_config, load_params
-from pixelgan.run import read_prepared
+from pixelgan.data.parquet import read_prepared
+from pixelgan.report import prior_sample_quality
 
 COLUMNS = ("category_purity", "confidence", "label_entropy", "classifier_score", "frechet_distance")
 
@@ -29,11 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("classifier", type=Path, help="the classifier stage's classifier.pt, trained on the runs' data set")
     parser.add_argument("data", type=Path, help="a prepared folder with a test split (data/mnist)")
-    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt")
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt, or models/*.pt files")
     args = parser.parse_args(argv)
     classifier, record = load_classifier(args.classifier)
     test = read_prepared(args.data).test
-    models = {run: model_from_checkpoint(load_checkpoint(checkpoint(run))).eval() for run in args.runs}
+    try:
+        models = {run: model_from_checkpoint(load_checkpoint(find_checkpoint(run))).eval() for run in args.runs}
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
     for run, model in models.items():  # every run checked before the first row
         image = model.config.image
         form = (model.config.decoder.likelihood, [image.channels, image.height, image.width])
@@ -51,12 +54,6 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             scores = prior_sample_quality(model, classifier, test, config)
         print(f"| {run.name} | " + " | ".join(f"{scores[c]:.3f}" if c in scores else "" for c in COLUMNS) + " |")
-
-
-def checkpoint(run: Path) -> Path:
-    if not (run / "checkpoint.pt").exists():
-        raise SystemExit(f"error: {run / 'checkpoint.pt'} not found: pass a run folder of python -m pixelgan")
-    return run / "checkpoint.pt"
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ from pixelgan.config import (
     ModelConfig,
     PriorConfig,
 )
+from pipeline.params import REPO
 from pixelgan.__main__ import main
 from pixelgan.model import PixelGAN
-from pixelgan.params import REPO
 
 
 # The same shrunk model as `conf/` overrides, for the pipeline's stages.

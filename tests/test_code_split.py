@@ -10,9 +10,9 @@ from torch.utils.data import DataLoader
 
 from pixelgan.config import PriorConfig
 from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import read_prepared
 from pixelgan.engine import evaluate
 from pixelgan.model import PixelGAN
-from pixelgan.run import read_prepared
 from tests.helpers import load_script, save_run, tiny_model_config
 
 code_split = load_script("code_split")
@@ -53,5 +53,5 @@ def test_a_code_without_a_style_part_or_a_folder_without_a_checkpoint_is_refused
     plain = save_run(tmp_path / "plain", tiny_model(digits, PriorConfig("categorical", 10)))
     with pytest.raises(SystemExit, match=r"plain has prior 'categorical'"):
         code_split.code_split(plain, digits)
-    with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
+    with pytest.raises(FileNotFoundError, match=r"empty/checkpoint.pt not found"):
         code_split.code_split(tmp_path / "empty", digits)

@@ -11,9 +11,9 @@ import torch
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig, PriorConfig, TrainConfig
 from pixelgan.data import data_form
+from pixelgan.data.parquet import read_prepared
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.splits import labelled_subset
-from pixelgan.run import read_prepared
 from pixelgan.model import PixelGAN
 from pixelgan.objective import build_optimizers, supervised_phase
 from tests.helpers import load_script, tiny_model_config
@@ -79,6 +79,7 @@ def test_renamed_categories_raise_the_head_error_and_leave_the_clusters_error(
     trained = label_alignment.label_alignment(trained_run, digits)
     swapped = label_alignment.label_alignment(save_run(tmp_path / "swapped", renamed(classifier, 0, 1)), digits)
     assert label_alignment.label_alignment(trained_run, digits) == trained, "a run's figures do not depend on the runs before it"
+    assert label_alignment.label_alignment(trained_run / "checkpoint.pt", digits) == trained, "a checkpoint file, as models/*.pt"
     assert trained["categories renamed"] == 0 and trained["labelled rows right"] >= 0.9 * LABELS, "the head fits its labels"
     assert trained["head error %"] == pytest.approx(trained["majority-label error %"])
     assert swapped["categories renamed"] == 2
@@ -94,5 +95,5 @@ def test_a_run_without_labels_or_a_folder_without_a_checkpoint_is_refused(
 ) -> None:
     with pytest.raises(SystemExit, match=r"unlabelled was not trained semi-supervised"):
         label_alignment.label_alignment(save_run(tmp_path / "unlabelled", classifier, semi_supervised=False), digits)
-    with pytest.raises(SystemExit, match=r"empty/checkpoint.pt not found"):
+    with pytest.raises(FileNotFoundError, match=r"empty/checkpoint.pt not found"):
         label_alignment.label_alignment(tmp_path / "empty", digits)

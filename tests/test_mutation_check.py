@@ -3,7 +3,7 @@ and the tests meant to catch it exist."""
 
 from __future__ import annotations
 
-from pixelgan.params import REPO
+from pipeline.params import REPO
 from tests.helpers import load_script
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.classifier import load_classifier
-from pipeline.evaluate import prior_sample_quality
-from pixelgan.classifier import Classifier
+from pipeline.params import eval_config, load_params
+from pixelgan.classifier import Classifier, load_classifier
 from pixelgan.config import ImageConfig, PriorConfig
+from pixelgan.data.parquet import read_prepared
 from pixelgan.model import PixelGAN
-from pixelgan.params import eval_config, load_params
-from pixelgan.run import read_prepared
+from pixelgan.report import prior_sample_quality
 from tests.helpers import load_script, save_run, tiny_model_config
 
 sample_quality = load_script("sample_quality")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixelgan.config import DatasetConfig
+from pixelgan.config import DatasetConfig, ImageConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.data.splits import Split
 from pixelgan.io import atomic_path
@@ -116,3 +117,25 @@ def read_split(path: str | os.PathLike[str], dataset: DatasetConfig | None = Non
 def training_rows(path: str | os.PathLike[str]) -> int:
     """How many images a prepared split holds, from its Parquet footer (no image is read)."""
     return _open(Path(path), lambda found: pq.ParquetFile(found).metadata.num_rows)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The prepared splits of one data set (uint8 images [N, C, H, W], labels); ``test`` is
+    None where only training reads them, so the test split never reaches a trainer."""
+
+    train: Split
+    validation: Split
+    test: Split | None
+
+    @property
+    def image(self) -> ImageConfig:
+        return ImageConfig(*self.train.images.shape[1:])
+
+
+def read_prepared(folder: Path, test: bool = True, dataset: DatasetConfig | None = None) -> Splits:
+    """The prepare stage's Parquet splits in ``folder`` (data/mnist, say); ``test=False``
+    leaves the test split unread (training). With ``dataset``, splits prepared with other
+    settings are refused by name."""
+    train, validation = (read_split(folder / f"{name}.parquet", dataset)[0] for name in ("train", "validation"))
+    return Splits(train, validation, read_split(folder / "test.parquet", dataset)[0] if test else None)

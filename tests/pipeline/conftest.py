@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.params import REPO
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
-from pixelgan.params import REPO
 from tests.helpers import repo_copy, run
 
 

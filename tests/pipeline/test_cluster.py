@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pixelgan.params import REPO
+from pipeline.params import REPO
 from tests.helpers import TINY_MODEL_OVERRIDES, repo_copy, run
 from tests.pipeline.conftest import Cluster, S3Server
 
@@ -38,7 +38,7 @@ TINY_PIPELINE = [
 def test_dvc_repro_runs_the_whole_pipeline_on_a_running_cluster(ray_cluster: Cluster, s3_server: S3Server, tmp_path: Path) -> None:
     repo = repo_copy(tmp_path / "repo")
     runs = f"s3://{s3_server.bucket}/{tmp_path.name}/runs?endpoint_override={s3_server.endpoint.removeprefix('http://')}&scheme=http"
-    run(repo, "-m", "pixelgan.params", *TINY_PIPELINE, f"paths.runs='{runs}'")
+    run(repo, "-m", "pipeline.params", *TINY_PIPELINE, f"paths.runs='{runs}'")
     assert os.environ["RAY_ADDRESS"] == ray_cluster.address, "dvc repro joins the running cluster"
     run(repo, "-m", "dvc", "repro")
     evaluation = json.loads((repo / "metrics/eval.json").read_text())

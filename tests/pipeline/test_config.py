@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.params import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
 from pixelgan.config import ConfigError
-from pixelgan.params import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
 
 
 def test_params_yaml_is_what_dvc_composes_from_conf(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_params_yaml_is_what_dvc_composes_from_conf(tmp_path: Path) -> None:
     composed = tmp_path / "params.yaml"
     compose_and_dump(composed, str(CONF_DIR), None, "config", str(tmp_path), [])
     assert PARAMS.read_text() == composed.read_text(), (
-        "params.yaml differs from conf/; regenerate it with `python -m pixelgan.params`"
+        "params.yaml differs from conf/; regenerate it with `python -m pipeline.params`"
     )
 
 
@@ -53,7 +53,7 @@ def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest
     def no_hydra(overrides: object) -> str:
         raise AssertionError("Hydra composed conf/ for dotted overrides")
 
-    monkeypatch.setattr("pixelgan.params.compose_yaml", no_hydra)
+    monkeypatch.setattr("pipeline.params.compose_yaml", no_hydra)
     params = load_params(["train.seed=3", "train.lr_generator=1e-5", "model.encoder.channels=[8,16]", "train.compile=true"])
     assert params["train"]["seed"] == 3 and params["train"]["lr_generator"] == 1e-5, "1e-5 is a number, as Hydra reads it"
     assert params["model"]["encoder"]["channels"] == [8, 16] and params["train"]["compile"] is True
@@ -78,7 +78,7 @@ def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest
 )
 def test_the_params_writer_refuses_what_a_stage_would(tmp_path: Path, override: str, message: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from pixelgan.params import main
+    from pipeline.params import main
 
     out = tmp_path / "params.yaml"
     assert main(["--out", str(out), override]) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import classifier, evaluate
+from pipeline.params import load_params, run_params, train_spec
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.model import PixelGAN
-from pixelgan.params import load_params, run_params, train_spec
 from tests.helpers import TINY_MODEL_OVERRIDES
 
 TINY = [
@@ -110,39 +109,3 @@ def test_evaluating_again_gives_the_same_scores(stage_root: tuple[Path, list[str
     second = json.loads((root / "metrics" / "eval.json").read_text())
     first.pop("wall_time_s"), second.pop("wall_time_s")
     assert second == first
-
-
-def test_seed_replicates_are_summarised_by_mean_and_std(stage_root: tuple[Path, list[str]]) -> None:
-    _, overrides = stage_root
-    spec = train_spec(load_params(overrides))
-    specs = {
-        "a": spec,
-        "b": dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=1)),
-        "c": dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=2, epochs=3)),  # not a replicate
-    }
-    metrics = {"a": {"test_error": 0.1}, "b": {"test_error": 0.3}, "c": {"test_error": 0.9}}
-    summary = evaluate.over_seeds(specs, metrics)
-    assert summary.keys() == {"a"} and summary["a"]["models"] == ["a", "b"]
-    assert summary["a"]["test_error"] == {"mean": pytest.approx(0.2), "std": pytest.approx(0.1414, abs=1e-4)}
-
-
-def test_k_means_learns_its_clusters_on_the_training_split() -> None:
-    """Digits told apart by pixel 0 alone. The test images also carry a block of 11 pixels, on
-    or off regardless of the digit: k-means fitted on them would split by the block (error
-    0.5); fitted on the training images, which lack it, it splits by the digit (error 0)."""
-    import numpy as np
-
-    from pixelgan.data.splits import Split
-    from pixelgan.params import EvalConfig
-    from pixelgan.run import Splits
-
-    def split(labels: list[int], block: list[int]) -> Split:
-        images = np.zeros((len(labels), 1, 3, 4), np.uint8)
-        images[:, 0, 0, 0] = 255 * np.array(labels)
-        images.reshape(len(labels), -1)[:, 1:] = 255 * np.array(block)[:, None]
-        return Split(images, np.array(labels), np.arange(len(labels)))
-
-    train, validation = split([0, 1] * 10, [0] * 20), split([0, 1, 1, 0] * 3, [0] * 12)
-    test = split([0, 1] * 4, [1, 1, 0, 0] * 2)
-    report = evaluate.kmeans_baseline(Splits(train, validation, test), 2, EvalConfig(kmeans_restarts=3))
-    assert report["error_paper_rule"] == 0.0 and report["val_error_paper_rule"] == 0.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import paper
-from pixelgan.params import REPO, compose_yaml
+from pipeline.params import REPO, compose_yaml
 from tests.helpers import TINY_MODEL_OVERRIDES, repo_copy, run
 from tests.pipeline.conftest import Cluster
 
@@ -26,7 +26,7 @@ TINY_COLUMN = [
 def test_paper_params_yaml_is_conf_composed_with_the_paper_column() -> None:
     assert (REPO / "paper/params.yaml").read_text() == compose_yaml(COLUMN), (
         "paper/params.yaml differs from conf/; regenerate it with "
-        "`python -m pixelgan.params --out paper/params.yaml +experiment=paper_column`"
+        "`python -m pipeline.params --out paper/params.yaml +experiment=paper_column`"
     )
 
 
@@ -42,7 +42,7 @@ def test_the_table_refuses_missing_models_and_a_single_seed(digits: Path, tmp_pa
 @pytest.mark.slow
 def test_dvc_repro_runs_the_column_end_to_end(ray_cluster: Cluster, tmp_path: Path) -> None:
     repo = repo_copy(tmp_path)
-    run(repo, "-m", "pixelgan.params", "--out", "paper/params.yaml", *TINY_COLUMN)
+    run(repo, "-m", "pipeline.params", "--out", "paper/params.yaml", *TINY_COLUMN)
     said = run(repo, "-m", "dvc", "repro", "paper/dvc.yaml")
     assert said.count("train: runs/") == 4, "a train stage per run and seed, through the Ray Train driver"
     metrics = json.loads((repo / "paper/metrics/paper.json").read_text())

@@ -26,7 +26,7 @@ def test_dvc_repro_prepare_writes_mnist5k_and_digits(prepared_repo: PreparedRepo
     assert train.images.shape == (4000, 1, 28, 28) and metadata["dataset"] == "mnist5k"
     assert "didn't change, skipping" in run(repo, "-m", "dvc", "repro", "prepare")
 
-    run(repo, "-m", "pixelgan.params", "dataset=digits")  # what `dvc exp run -S dataset=digits` does
+    run(repo, "-m", "pipeline.params", "dataset=digits")  # what `dvc exp run -S dataset=digits` does
     assert "prepared digits into data/digits" in run(repo, "-m", "dvc", "repro", "prepare")
     for split in ("train", "validation", "test"):
         data, metadata = read_split(repo / f"data/digits/{split}.parquet")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pixelgan.params import REPO, load_params
+from pipeline.params import REPO, load_params
 
 PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml", REPO / "search" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")

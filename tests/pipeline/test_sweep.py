@@ -17,11 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pixelgan.params import load_params
+from pipeline.params import load_params
 from pipeline.sweep import (
     SweepConfig,
     epochs_table,
-    experiment_name,
     project_relative,
     plan_sweep,
     run_sweep,
@@ -125,11 +124,11 @@ def test_a_random_search_draws_distinct_points_of_its_space_by_its_seed(digits: 
 
 
 def test_the_committed_search_params_are_conf_composed_with_the_search() -> None:
-    from pixelgan.params import REPO, compose_yaml
+    from pipeline.params import REPO, compose_yaml
 
     assert (REPO / "search/params.yaml").read_text() == compose_yaml(["+experiment=categorical_search"]), (
         "search/params.yaml differs from conf/; regenerate it with "
-        "`python -m pixelgan.params --out search/params.yaml +experiment=categorical_search`"
+        "`python -m pipeline.params --out search/params.yaml +experiment=categorical_search`"
     )
 
 

@@ -16,14 +16,14 @@ import torch
 
 from pipeline import storage
 from pipeline import train as train_stage
+from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.train import FINISHED, cores_needed, finish, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
 from pixelgan.engine import Callback
 from pixelgan.evaluation import score_model
-from pixelgan.params import REPO, load_params, run_params, train_spec
-from pixelgan.run import datasets, read_splits
+from pixelgan.run import datasets
 from tests.helpers import TINY_MODEL_OVERRIDES
 from tests.pipeline.conftest import DRIVERS_ON_LOOPBACK, Cluster, S3Server, ray_env
 
@@ -69,8 +69,6 @@ def overrides(root: Path, data: Path) -> list[str]:
         ("dataset.labels=0", "train.semi_supervised needs labelled images: dataset.labels=0"),
         ("train.use_gpu=true", "train.gpus_per_worker=0: with train.use_gpu=true each worker needs whole GPUs"),
         ("train.use_gpu=true train.gpus_per_worker=0.5", "NCCL refuses two workers on one GPU"),
-        ("prior.kind=gaussian train.semi_supervised=false train.marginal_entropy=1.0",
-         "train.marginal_entropy=1.0 needs a prior with categories"),
     ],
 )
 def test_bad_values_fail_before_any_worker_starts(
@@ -217,6 +215,7 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
             assert one_epoch[name] == pytest.approx(ray_epoch[name], rel=1e-6, abs=1e-9), name
     for name, tensor in on_ray["model"].items():
         torch.testing.assert_close(alone["model"][name], tensor, msg=name)
+    assert on_ray["run"] == alone["run"], "both checkpoints record the run alike (run_identity), for every script"
     spec = train_spec(load_params(same))
     splits = read_splits(spec.paths, spec.dataset)
     ray_scores = score_model(model_from_checkpoint(on_ray).eval(), splits.validation, splits.test, draws=2,
@@ -224,6 +223,23 @@ def test_one_process_and_a_one_worker_ray_job_train_the_same_model(ray_cluster: 
     scores = json.loads((tmp_path / "one/metrics.json").read_text())["scores"]
     assert scores.pop("diagnostics") == pytest.approx(ray_scores.pop("diagnostics"))
     assert scores == pytest.approx(ray_scores)
+
+
+def test_a_ray_run_is_named_by_its_identity_epochs_and_layout(digits: Path, tmp_path: Path) -> None:
+    """Where files live, the speed switches and the retries leave a Ray run the same run; any
+    setting of its identity (what a one-process resume checks), its epochs (the annealing
+    follows them) and its workers (the batch splits over them) name another, as does the
+    way its labelled rows are drawn (RUN_FORMAT)."""
+    params = load_params(overrides(tmp_path, digits))
+    name = run_name(train_spec(params))
+    for same in ({"paths.models": str(tmp_path / "elsewhere")}, {"train.precision": "fp32"}, {"train.max_failures": 0}):
+        assert run_name(train_spec(with_overrides(params, same))) == name, same
+    for other in ({"train.seed": 1}, {"train.lr_generator": 1e-4}, {"model.decoder.n_layers": 3}, {"train.epochs": 5},
+                  {"train.num_workers": 1}, {"train.cpus_per_worker": 0.5}):
+        assert run_name(train_spec(with_overrides(params, other))) != name, other
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_stage, "RUN_FORMAT", {"labels_drawn_by": "prepare", "labelled_order": "global"})
+        assert run_name(train_spec(params)) != name, "a run drawn otherwise is another run"
 
 
 def test_a_run_begun_before_each_seed_drew_its_labels_is_not_resumed(digits: Path, tmp_path: Path) -> None:

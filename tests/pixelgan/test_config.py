@@ -99,3 +99,20 @@ def test_the_default_config_builds_a_model_for_28x28_mnist() -> None:
     model = PixelGAN(ModelConfig())
     x = torch.randint(0, 2, (2, 1, 28, 28)).float()
     assert model.decoder(x, model.encoder(x).code).shape == (2, 1, 28, 28)
+
+
+def test_the_library_imports_no_pipeline_framework() -> None:
+    """Every module of `pixelgan` but its command line loads without the pipeline, Hydra,
+    OmegaConf, Ray or DVC: the library takes dataclasses and nothing else."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    modules = sorted(".".join(path.relative_to(root).with_suffix("").parts) for path in (root / "pixelgan").rglob("*.py")
+                     if path.name not in ("__init__.py", "__main__.py"))
+    check = ("import importlib, sys\n"
+             f"for name in {modules!r}: importlib.import_module(name)\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipeline', 'hydra', 'omegaconf', 'ray', 'dvc', 'yaml'}))")
+    found = subprocess.run([sys.executable, "-c", check], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert len(modules) > 20 and found.strip() == "[]", found

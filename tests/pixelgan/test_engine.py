@@ -12,10 +12,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from pipeline.params import load_params, train_spec
 from pixelgan import engine
+from pixelgan.data.parquet import Splits
 from pixelgan.data.splits import Split
-from pixelgan.params import load_params, train_spec
-from pixelgan.run import Run, Splits
+from pixelgan.run import Run
 from tests.helpers import TINY_MODEL_OVERRIDES
 
 
@@ -30,7 +31,7 @@ def test_each_epoch_steps_on_its_own_seeded_permutation(digits: Path, monkeypatc
 
     def orders() -> list[list[int]]:
         seen.clear()
-        Run(spec, Splits(rows, rows, None), torch.device("cpu")).fit()
+        Run(spec.run, Splits(rows, rows, None), torch.device("cpu")).fit()
         return [sum(seen[:9], []), sum(seen[9:], [])]
 
     first, second = orders()
@@ -72,14 +73,14 @@ def test_an_epochs_metrics_are_the_mean_over_the_workers(tmp_path: Path) -> None
 def test_validation_says_what_the_categories_split_by_and_leaves_training_as_it_was(digits: Path) -> None:
     """Each epoch's validation reports the clustering error and the diagnostics; its own
     random draws and its look at the encoder in training mode change nothing in training."""
-    from pixelgan.run import read_prepared
+    from pixelgan.data.parquet import read_prepared
 
     spec = train_spec(load_params(["dataset=digits", f"paths.data={digits.parent}", *TINY_MODEL_OVERRIDES,
                                    "train.epochs=2", "train.batch_size=32", "prior.dim=10"]))
     splits = read_prepared(digits, test=False)
-    validated = Run(spec, splits, torch.device("cpu"))
+    validated = Run(spec.run, splits, torch.device("cpu"))
     metrics = validated.fit()
-    unvalidated = Run(spec, splits, torch.device("cpu"))
+    unvalidated = Run(spec.run, splits, torch.device("cpu"))
     unvalidated.validation_batches = None
     unvalidated.fit()
     for name, value in validated.model.state_dict().items():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pixelgan.classifier import Classifier, sample_quality, train_classifier
 from pixelgan import evaluation
+from pixelgan.classifier import Classifier, sample_quality, train_classifier
 from pixelgan.clusters import (
     category_diagnostics,
     classification_error,
@@ -111,16 +112,18 @@ def test_score_model_takes_each_split_where_it_belongs(monkeypatch: pytest.Monke
     assert scores["nll_nats"] != pytest.approx(blank), "the NLL is the test split's"
 
 
-def test_the_evaluate_stage_scores_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import evaluate as stage
-    from pixelgan.params import EvalConfig
-    from pixelgan.run import Splits
+def test_a_models_report_scores_each_split_where_it_belongs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pixelgan.config import EvalConfig
+    from pixelgan.data.parquet import Splits
+    from pixelgan.report import evaluate_model
 
     validation, test = hand_made_posteriors(monkeypatch)
-    monkeypatch.setattr(stage, "prior_sample_quality", lambda *args: {})
     model = PixelGAN(tiny_model_config(prior=PriorConfig("categorical", 2)))
     splits = Splits(train=validation, validation=validation, test=test)
-    assert stage.score_with_samples(model, splits, None, EvalConfig(), False)["clustering"] == EXPECTED
+    scores, figures = evaluate_model(model, splits, EvalConfig(figure_rows=2, figure_columns=2), tmp_path, prefix="m_",
+                                     semi_supervised=False)
+    assert scores["clustering"] == EXPECTED
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"m_{name}.png" for name in figures)
 
 
 def test_an_empty_cluster_keeps_the_papers_label_under_the_majority_vote() -> None:

@@ -309,6 +309,24 @@ def test_the_marginal_entropy_term_spreads_a_batch_over_the_categories() -> None
     assert entropy_after(10.0) > entropy_after(0.0) + 0.05
 
 
+def test_the_marginal_entropy_term_leaves_a_code_without_categories_alone() -> None:
+    """Like ``encoder.categorical_code``, the term is inert for a Gaussian prior, so one set-up
+    serves every prior (a sweep over prior kinds, the runs beside the clustering model)."""
+    x = images(8)
+
+    def weights_after(weight: float) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = make_model(PRIORS[0])
+        optimizers = build_optimizers(model, TrainConfig())
+        torch.manual_seed(1)
+        generator_step(model, optimizers.generator, x, AdversarialGame(marginal_entropy=weight))
+        return [p.detach().clone() for p in model.encoder.parameters()]
+
+    assert PRIORS[0].kind == "gaussian"
+    for with_term, without in zip(weights_after(2.0), weights_after(0.0)):
+        assert torch.equal(with_term, without)
+
+
 def test_a_shared_encoder_optimizer_steps_the_encoder_once_per_phase_with_one_adam() -> None:
     model = make_model(PRIORS[2])
     labelled = Batch(images(6), torch.randint(0, 4, (6,)))

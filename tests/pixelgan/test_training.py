@@ -22,14 +22,15 @@ from pixelgan.config import (
     PriorConfig,
     TrainConfig,
 )
+from pipeline.params import load_params, read_splits, train_spec
 from pixelgan.data import ImageDataset
+from pixelgan.data.parquet import Splits, read_prepared
 from pixelgan.data.prepare import prepare_dataset
 from pixelgan.data.splits import Split
 from pixelgan.engine import Callback, EpochProgress, evaluate, fit
 from pixelgan.model import PixelGAN
 from pixelgan.objective import AdversarialGame, build_optimizers
-from pixelgan.params import load_params, train_spec
-from pixelgan.run import Run, Splits, read_prepared, read_splits
+from pixelgan.run import Run
 from tests.helpers import TINY_MODEL_OVERRIDES, cli_run
 
 Z_USE_MARGIN_NATS = 10.0
@@ -137,8 +138,8 @@ def test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself(data: Path, 
     assert "model.prior.style_dim 5 in the checkpoint, 3 now" in error, "it names what differs"
     assert cli_run(tmp_path, data, "train.epochs=2", "prior.dim=5") == 2
     assert "model.prior.dim 30 in the checkpoint, 5 now" in capsys.readouterr().err
-    assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=one_hot") == 2
-    assert "model.encoder.categorical_code 'softmax' in the checkpoint, 'one_hot' now" in capsys.readouterr().err
+    assert cli_run(tmp_path, data, "train.epochs=2", "model.encoder.categorical_code=softmax") == 2
+    assert "model.encoder.categorical_code 'one_hot' in the checkpoint, 'softmax' now" in capsys.readouterr().err
     # ... while asking for more epochs, or another speed switch, is not: it carries on from the checkpoint,
     # even one written before a setting existed (it reads as its default, as that run behaved),
     state = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -247,7 +248,7 @@ def test_a_run_stopped_anywhere_in_an_epoch_resumes_to_the_unbroken_runs_weights
     splits = read_splits(spec.paths, spec.dataset)
 
     def saved(path: Path, *callbacks: Callback) -> dict:
-        run = Run(spec, splits, torch.device("cpu"))
+        run = Run(spec.run, splits, torch.device("cpu"))
         if path.exists():
             run.resume(load_checkpoint(path))
         run.fit([SaveEveryEpoch(path, run.model, run.optimizers, spec.train, history=run.history), *callbacks])
@@ -296,10 +297,11 @@ def test_training_draws_each_pixel_afresh_and_validation_thresholds(data: Path) 
     """Grey digits (100 of 255): training sees each pixel on with probability 100/255, drawn
     anew every epoch; validation sees them all off (threshold 128)."""
     params = load_params(["dataset=digits", "dataset.validation_size=180", "dataset.test_size=180",
-                          f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.batch_size=100"])
+                          f"paths.data={data}", *TINY_MODEL_OVERRIDES, "train.batch_size=100",
+                          "train.binarize=stochastic"])
     spec = train_spec(params)
     grey = Split(np.full((400, 1, 8, 8), 100, np.uint8), np.zeros(400, np.int64), np.arange(400))
-    run = Run(spec, Splits(grey, grey, None), torch.device("cpu"))
+    run = Run(spec.run, Splits(grey, grey, None), torch.device("cpu"))
     first, second = (torch.cat([batch.images for batch in run.train_batches]) for _ in range(2))
     assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
     assert first.mean().item() == pytest.approx(100 / 255, abs=0.01)
@@ -312,7 +314,7 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
 ) -> None:
     """Each split reaches the scores in its own place (the files' source rows are compared),
     and the scores written are the library's for the saved model on those splits."""
-    from pixelgan import __main__ as one_process
+    from pixelgan import report
     from pixelgan.evaluation import score_model
 
     prepared = read_prepared(data / "digits")
@@ -322,16 +324,16 @@ def test_the_run_scores_the_test_split_beside_the_validation_split(
         given.append((validation.index, test.index))
         return score_model(model, validation, test, **kwargs)
 
-    monkeypatch.setattr(one_process, "score_model", checked)
+    monkeypatch.setattr(report, "score_model", checked)
     # fp32 and the usual memory layout, as the model is scored again below
-    assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=one_hot",
+    assert cli_run(tmp_path / "clusters", data, "train.epochs=1", "model.encoder.categorical_code=softmax",
                    "train.gradient_penalty=0.5", *FP32) == 0
     assert cli_run(tmp_path / "labels", data, "train.epochs=1", *SEMI, *FP32) == 0
     assert len(given) == 2, "both runs were scored through score_model"
     for validation_rows, test_rows in given:
         assert np.array_equal(validation_rows, prepared.validation.index) and np.array_equal(test_rows, prepared.test.index)
     clusters, semi = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("clusters", "labels"))
-    assert clusters["spec"]["model"]["encoder"]["categorical_code"] == "one_hot"
+    assert clusters["spec"]["model"]["encoder"]["categorical_code"] == "softmax"
     assert clusters["last_epoch"]["d_penalty"] >= 0
     assert set(clusters["scores"]["clustering"]) == {"error_paper_rule", "error_majority", "val_error_paper_rule",
                                                      "val_error_majority", "clusters_used"}
@@ -359,14 +361,14 @@ def test_a_checkpoint_of_the_earlier_one_process_run_is_not_resumed(data: Path, 
     ("dataset.labels=15", "dataset.labels=15 must be a multiple of the 10 classes"),
     ("dataset.labels=-10", "dataset.labels=-10 must be >= 0"),
     ("dataset.labels=2000", "dataset.labels=2000 needs 200 labelled images of each class"),
-    ("model.decoder.autoregressive=false", "decoder.autoregressive"),
+    ("model.decoder.autoregressive=false model.decoder.conditioning=location_independent", "decoder.autoregressive"),
     ("model.encoder.width=3", "model.encoder.width"),
     ("+model.encoder.width=3", "unknown option encoder.width"),
     ("model.encoder.categorical_code=gumbel", "encoder.categorical_code='gumbel'"),
 ])
 def test_bad_settings_are_refused_by_name_before_training(data: Path, tmp_path: Path, override: str, message: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_run(tmp_path, data, *SEMI, override) == 2
+    assert cli_run(tmp_path, data, *SEMI, *override.split()) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pt").exists()
 

@@ -7,9 +7,10 @@ directory (a pipeline's own: DVC runs a stage where its dvc.yaml is, so `paper/d
 stages read `paper/params.yaml`). Dotted overrides (`train.seed=1`) are laid over that file;
 an override that chooses a config group (`prior=gaussian`, `+experiment=paper`) composes
 `conf/` with Hydra instead, as DVC would. So a machine without Hydra runs everything but
-group choices. `python -m pixelgan.params [--out FILE] [OVERRIDE ...]` writes a params file
-from `conf/`; tests fail when a committed one disagrees. YAML stops here: the stages get
-`pixelgan` dataclasses.
+group choices. `python -m pipeline.params [--out FILE] [OVERRIDE ...]` writes a params file
+from `conf/`; tests fail when a committed one disagrees. YAML stops here: the library gets
+`pixelgan.config` dataclasses, and this module adds what only a pipeline job has (where its
+files live, how Ray lays it out).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ import yaml
 from pixelgan.config import (
     ConfigError,
     DatasetConfig,
+    EvalConfig,
     ImageConfig,
     ModelConfig,
     PriorConfig,
+    RunSpec,
     TrainConfig,
     from_dict,
 )
-from pixelgan.data.parquet import read_metadata, training_rows
+from pixelgan.data.parquet import Splits, read_metadata, read_prepared, training_rows
 from pixelgan.io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +88,7 @@ def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
         return yaml.safe_load(compose_yaml(overrides))
     path = Path("params.yaml")
     if not path.is_file():
-        raise ConfigError(f"{path.resolve()}: missing; write it with `python -m pixelgan.params`")
+        raise ConfigError(f"{path.resolve()}: missing; write it with `python -m pipeline.params`")
     changes = {}
     for override in overrides:
         key, equals, text = override.partition("=")
@@ -155,9 +158,15 @@ class Paths:
         return Path(self.data) / dataset / f"{name}.parquet"
 
 
+def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
+    """The splits of ``dataset`` under ``paths.data``, prepared with its settings (see ``read_prepared``)."""
+    return read_prepared(Path(paths.data) / dataset.name, test, dataset)
+
+
 @dataclass(frozen=True)
 class TrainSpec:
-    """Everything a training job needs, checked on the driver before any worker starts."""
+    """Everything a training job needs, checked on the driver before any worker starts: the
+    library's run and, around it, the job's layout and files."""
 
     dataset: DatasetConfig
     model: ModelConfig
@@ -165,32 +174,16 @@ class TrainSpec:
     scaling: Scaling
     paths: Paths
 
+    @property
+    def run(self) -> RunSpec:
+        return RunSpec(self.dataset, self.model, self.train)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
         return from_dict(cls, data)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """The evaluate and classifier stages' settings (the `eval.*` keys)."""
-
-    samples: int = 500
-    posterior_draws: int = 8
-    kmeans_restarts: int = 3
-    classifier_epochs: int = 5
-    figure_rows: int = 10
-    figure_columns: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "posterior_draws", "kmeans_restarts", "classifier_epochs", "figure_rows", "figure_columns"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"eval.{name}={getattr(self, name)} must be >= 1")
-        if self.samples < 2:
-            raise ConfigError(f"eval.samples={self.samples}: a Fréchet distance needs at least 2 samples")
 
 
 def eval_config(params: dict[str, Any]) -> EvalConfig:
@@ -254,8 +247,6 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
         )
     if train.semi_supervised and not dataset.labels:
         raise ConfigError("train.semi_supervised needs labelled images: dataset.labels=0")
-    if train.marginal_entropy and not prior.categories:
-        raise ConfigError(f"train.marginal_entropy={train.marginal_entropy} needs a prior with categories: prior.kind={prior.kind}")
     return TrainSpec(dataset, model, train, scaling, paths)
 
 
@@ -296,7 +287,7 @@ def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pixelgan.params", description="Write a params file composed from conf/.")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.params", description="Write a params file composed from conf/.")
     parser.add_argument("--out", type=Path, default=PARAMS, help="default: the repository's params.yaml")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. +experiment=paper_column")
     args = parser.parse_args(argv)
