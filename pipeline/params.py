@@ -4,19 +4,19 @@ DVC composes `conf/` into `params.yaml` on `dvc exp run` (its Hydra option is on
 `.dvc/config`), so `dvc exp run -S prior=gaussian` works; `dvc repro` reads `params.yaml` as
 it stands. A stage run without arguments therefore reads the `params.yaml` of its working
 directory (a pipeline's own: DVC runs a stage where its dvc.yaml is, so `paper/dvc.yaml`'s
-stages read `paper/params.yaml`). Dotted overrides (`train.seed=1`) are laid over that file;
-an override that chooses a config group (`prior=gaussian`, `+experiment=paper`) composes
-`conf/` with Hydra instead, as DVC would. So a machine without Hydra runs everything but
-group choices. `python -m pipeline.params [--out FILE] [OVERRIDE ...]` writes a params file
+stages read `paper/params.yaml`). Every entry point takes Hydra's override grammar: dotted
+overrides (`train.seed=1`) are laid over that file by OmegaConf in struct mode (an unknown key
+is refused); an override that chooses a config group (`prior=gaussian`, `+experiment=paper`)
+composes `conf/` with Hydra instead, as DVC would, and is refused when params.yaml holds edits
+the composition would drop. A named run's changes (`runs.<name>`) are laid over the rest by
+the same merge. `python -m pipeline.params [--out FILE] [OVERRIDE ...]` writes a params file
 from `conf/`; tests fail when a committed one disagrees. YAML stops here: the library gets
 `pixelgan.config` dataclasses, and this module adds what only a pipeline job has (where its
-files live, how Ray lays it out).
-"""
+files live, how Ray lays it out)."""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import sys
 import typing
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from pixelgan.config import (
     ConfigError,
@@ -51,8 +53,6 @@ def compose_yaml(overrides: Sequence[str] = ()) -> str:
     """`conf/` composed with ``overrides``, as the YAML text DVC writes to params.yaml."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base=None):
@@ -64,37 +64,51 @@ def compose_yaml(overrides: Sequence[str] = ()) -> str:
 
 
 def chooses_a_group(override: str) -> bool:
-    """Whether an override needs Hydra: a group choice (``prior=gaussian``), an addition
-    (``+experiment=paper``) or a deletion (``~runs.aae``), not a dotted ``key=value``."""
+    """Whether an override needs conf/ composed: it adds or deletes a key (``+experiment=paper``,
+    ``~runs.aae``) or its key names a config group, a folder of conf/ (``prior=gaussian``)."""
     key = override.partition("=")[0]
-    return override.startswith(("+", "~")) or "." not in key
+    return override.startswith(("+", "~")) or (bool(key) and (CONF_DIR / key).is_dir())
 
 
-def _value(text: str) -> Any:
-    """A dotted override's value as YAML reads it, with ``1e-9`` a number as Hydra reads it."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
+def changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every setting that differs between two parameter trees, by dotted name, with both values."""
+    flat_old, flat_new = (dotted(tree) for tree in (old, new))
+    return {key: (flat_old.get(key), flat_new.get(key)) for key in sorted(flat_old.keys() | flat_new.keys())
+            if flat_old.get(key) != flat_new.get(key)}
+
+
+def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: {"prior": {"dim": 2}} -> {"prior.dim": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The run's parameters: ./params.yaml with dotted overrides laid over it, or, when an
-    override chooses a group, conf/ composed with all of them."""
-    if any(chooses_a_group(override) for override in overrides):
-        return yaml.safe_load(compose_yaml(overrides))
+    override chooses a group, conf/ composed with all of them. A composition would drop what
+    params.yaml holds beyond conf/, so it is refused then, naming the keys."""
     path = Path("params.yaml")
+    if any(chooses_a_group(override) for override in overrides):
+        if path.is_file() and (edits := list(changed(yaml.safe_load(compose_yaml()), yaml.safe_load(path.read_text())))):
+            raise ConfigError(
+                f"{path.resolve()} differs from conf/ at {', '.join(edits[:5])}{' ...' if len(edits) > 5 else ''}: "
+                f"{' '.join(overrides)} composes conf/ afresh and would drop that; give those as overrides too, "
+                "or put them in conf/ and rewrite params.yaml with `python -m pipeline.params`")
+        return yaml.safe_load(compose_yaml(overrides))
     if not path.is_file():
         raise ConfigError(f"{path.resolve()}: missing; write it with `python -m pipeline.params`")
-    changes = {}
     for override in overrides:
-        key, equals, text = override.partition("=")
-        if not equals:
+        if "=" not in override:
             raise ConfigError(f"override {override!r}: expected key=value, e.g. train.seed=1")
-        changes[key] = _value(text)
+    try:
+        changes = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"overrides {' '.join(overrides)}: {error}") from error
     return with_overrides(yaml.safe_load(path.read_text()), changes)
 
 
@@ -250,29 +264,21 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
     return TrainSpec(dataset, model, train, scaling, paths)
 
 
-def with_overrides(params: dict[str, Any], overrides: dict[str, Any], source: str = "override") -> dict[str, Any]:
-    """A copy of ``params`` with dotted keys (``prior.dim``) replaced; unknown keys are refused."""
-    params = copy.deepcopy(params)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise ConfigError(f"{source}: {dotted} is not a parameter (see params.yaml)")
-        node[leaf] = value
-    return params
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys: {"prior": {"dim": 2}} -> {"prior.dim": 2}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat |= _dotted(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def with_overrides(params: dict[str, Any], changes: dict[str, Any], source: str = "override") -> dict[str, Any]:
+    """A copy of ``params`` with ``changes`` (nested, or with dotted keys: ``prior.dim``) laid
+    over it by OmegaConf in struct mode, so a key ``params`` lacks is refused by name."""
+    update = OmegaConf.create()
+    for key, value in changes.items():
+        OmegaConf.update(update, key, value, merge=True)
+    base = OmegaConf.create(params)
+    OmegaConf.set_struct(base, True)
+    try:
+        merged = OmegaConf.merge(base, update)
+    except ConfigKeyError as error:
+        raise ConfigError(f"{source}: {error.full_key} is not a parameter (see params.yaml)") from error
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{source}: {error}") from error
+    return OmegaConf.to_container(merged)
 
 
 def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
@@ -283,7 +289,7 @@ def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
     changes = runs[name] or {}
     if not isinstance(changes, dict):
         raise ConfigError(f"runs.{name} must be a mapping of parameters, got {changes!r}")
-    return with_overrides(params, _dotted(changes), f"runs.{name}")
+    return with_overrides(params, changes, f"runs.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pipeline.params import Paths, TrainSpec, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
+from pipeline.params import Paths, TrainSpec, changed, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
 from pixelgan.config import ConfigError, RunSpec, run_identity
 from pixelgan.data.formats import DataFormatError
@@ -67,19 +67,6 @@ def saved_identity(saved: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
     return run_identity(RunSpec.from_dict(spec.to_dict() | saved))
 
 
-def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """``name <saved> in the checkpoint, <wanted> now`` for every setting that differs, nested
-    dicts flattened to dotted names, so a refused resume says what to pass."""
-    changed = []
-    for key in sorted(saved.keys() | wanted.keys()):
-        old, new = saved.get(key), wanted.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changed += differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changed.append(f"{prefix}{key} {old!r} in the checkpoint, {new!r} now")
-    return changed
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit = TimeLimit(args.time_limit * 60) if args.time_limit else None  # set-up counts too
@@ -107,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {checkpoint} holds a setting or value this code no longer accepts ({error}); "
                   "pass another --out or delete that folder", file=sys.stderr)
             return 2
-        if changed := differences(saved, wanted):
-            print(f"error: {checkpoint} belongs to a run with other settings ({'; '.join(changed)}); "
+        if differences := changed(saved, wanted):
+            named = "; ".join(f"{key} {old!r} in the checkpoint, {new!r} now" for key, (old, new) in differences.items())
+            print(f"error: {checkpoint} belongs to a run with other settings ({named}); "
                   "pass those, another --out, or delete that folder", file=sys.stderr)
             return 2
         if spec.train.semi_supervised and state["run"].get("labelled_order") != LABELLED_ORDER:

@@ -49,8 +49,8 @@ def test_a_run_lays_its_changes_over_the_other_parameters() -> None:
         run_params(params, "typo")
 
 
-def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_hydra(overrides: object) -> str:
+def test_dotted_overrides_lie_over_params_yaml_without_composing_conf(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_hydra(overrides: object = ()) -> str:
         raise AssertionError("Hydra composed conf/ for dotted overrides")
 
     monkeypatch.setattr("pipeline.params.compose_yaml", no_hydra)
@@ -60,8 +60,23 @@ def test_dotted_overrides_lie_over_params_yaml_without_hydra(monkeypatch: pytest
     assert params["dataset"] == yaml.safe_load(PARAMS.read_text())["dataset"], "the rest is params.yaml's"
     with pytest.raises(ConfigError, match="train.sed is not a parameter"):
         load_params(["train.sed=3"])
+    with pytest.raises(ConfigError, match="override: seed is not a parameter"):
+        load_params(["seed=3"])  # no dot, but no group of conf/ either: a key, refused by name
     with pytest.raises(AssertionError, match="Hydra composed"):
         load_params(["prior=gaussian"])  # a group choice needs conf/
+
+
+def test_a_group_choice_is_refused_when_params_yaml_holds_edits_it_would_drop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load(PARAMS.read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_params(["prior=gaussian"])["prior"]["kind"] == "gaussian", "params.yaml as conf/ composes it: no loss"
+    params["train"]["epochs"] += 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"params.yaml differs from conf/ at train\.epochs: prior=gaussian composes"):
+        load_params(["prior=gaussian"])
+    assert load_params(["prior.dim=3"])["train"]["epochs"] == params["train"]["epochs"], "a dotted override keeps the edit"
 
 
 @pytest.mark.parametrize(

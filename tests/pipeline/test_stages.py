@@ -5,7 +5,6 @@ and to no other key)."""
 from __future__ import annotations
 
 import ast
-import copy
 import importlib
 import itertools
 from pathlib import Path
@@ -14,10 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+import pipeline.params as params_module
 from pipeline.params import REPO, load_params
 
 PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml", REPO / "search" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")
+STAGE_MODULES = ("pipeline.train", "pipeline.sweep", "pipeline.paper", "pipeline.evaluate")
 
 
 def module_file(name: str) -> Path | None:
@@ -80,9 +81,9 @@ def test_each_stage_depends_on_every_project_file_it_imports(pipeline: Path, nam
 class Recorded(dict):
     """Parameters that note the dotted name of every value read from them, however read:
     ``[]``, ``get``, ``items``, ``values``, ``dict(...)`` (for a subclass that defines
-    ``__iter__``, CPython copies through keys and ``__getitem__``), and copies made by
-    ``copy.deepcopy`` (``with_overrides``), which note into the same sets. A value the stage
-    wrote over (an override) and then read is noted apart, in ``overridden``."""
+    ``__iter__``, CPython copies through keys and ``__getitem__``), and the results of
+    ``with_overrides`` (``recording_merges``), which note into the same sets. A value the
+    stage wrote over (an override) and then read is noted apart, in ``overridden``."""
 
     def __init__(self, data: dict[str, Any], reads: set[str], overridden: set[str], prefix: str = "",
                  written: set[str] = frozenset()) -> None:
@@ -121,8 +122,25 @@ class Recorded(dict):
         below = [value.all_written() for value in dict.values(self) if isinstance(value, Recorded)]
         return set(self.written).union(*below)
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Recorded:
-        return Recorded(copy.deepcopy(self.plain(), memo), self.reads, self.overridden, self.prefix, self.all_written())
+
+
+def recording_merges(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> None:
+    """Make ``with_overrides`` in ``modules`` keep noting reads: the real merge runs on the
+    plain parameters (the merge itself reads everything, which is no read of the stage's),
+    and its result notes into the same sets, with the keys it laid over marked written. The
+    changes themselves (a named run's, under ``runs``) are read as the merge reads them."""
+    real = params_module.with_overrides
+
+    def merge(params: dict[str, Any], changes: dict[str, Any], source: str = "override") -> dict[str, Any]:
+        if not isinstance(params, Recorded):
+            return real(params, changes, source)
+        written = params.all_written() | set(params_module.dotted(changes))  # notes a named run's changes read
+        plain = changes.plain() if isinstance(changes, Recorded) else changes
+        return Recorded(real(params.plain(), plain, source), params.reads, params.overridden, params.prefix, written)
+
+    for module in modules:
+        if hasattr(module, "with_overrides"):
+            monkeypatch.setattr(module, "with_overrides", merge)
 
 
 def leaves(tree: dict[str, Any], prefix: str = "") -> set[str]:
@@ -165,6 +183,7 @@ def test_each_stage_lists_the_params_it_reads_and_no_other(
     reads: set[str] = set()
     overridden: set[str] = set()
     monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
+    recording_merges(monkeypatch, params_module, *(importlib.import_module(name) for name in STAGE_MODULES))
     digits_fit = [f"paths.data={digits}", "dataset.name=digits", "dataset.validation_size=180", "dataset.test_size=180",
                   "model.decoder.n_layers=4"]  # as the digits were prepared; the paper's 12 layers outsee 8x8
     if pipeline.parent.name == "search":  # its space's 8 layers outsee 8x8 too
