@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from pipeline.cli import command
 from pipeline.params import Paths, load_params, read_section
 from pixelgan.classifier import Classifier, predict, save_classifier, train_classifier
-from pixelgan.config import ConfigError, DatasetConfig, DecoderConfig, EvalConfig
+from pixelgan.config import DatasetConfig, DecoderConfig, EvalConfig
 from pixelgan.data import data_form
-from pixelgan.data.formats import DataFormatError
 from pixelgan.data.parquet import read_split
 from pixelgan.io import write_json
 
@@ -37,14 +37,11 @@ def configure(argv: Sequence[str]) -> tuple[DatasetConfig, EvalConfig, Paths, st
             read_section(params, DecoderConfig, "model.decoder", ["likelihood"]).likelihood)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        dataset, config, paths, likelihood = configure(sys.argv[1:] if argv is None else argv)
-        train, _ = read_split(paths.split(dataset.name, "train"))
-        test, _ = read_split(paths.split(dataset.name, "test"))
-    except (ConfigError, DataFormatError) as error:
-        print(f"classifier: error: {error}", file=sys.stderr)
-        return 2
+@command("classifier")
+def main(argv: Sequence[str]) -> int:
+    dataset, config, paths, likelihood = configure(argv)
+    train, _ = read_split(paths.split(dataset.name, "train"))
+    test, _ = read_split(paths.split(dataset.name, "test"))
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     images = torch.from_numpy(train.images)

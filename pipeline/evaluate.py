@@ -33,12 +33,12 @@ from typing import Any
 
 import torch
 
+from pipeline.cli import command
 from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.classifier import load_classifier
 from pixelgan.clusters import kmeans_baseline
 from pixelgan.config import ConfigError, EvalConfig
-from pixelgan.data.formats import DataFormatError
 from pixelgan.figures import figure_2
 from pixelgan.io import atomic_path, write_json
 from pixelgan.report import evaluate_model, over_seeds
@@ -67,19 +67,16 @@ def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
     return eval_config(params), {"train": train_spec(params)} | runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        config, specs = configure(sys.argv[1:] if argv is None else argv)
-        spec, names = specs["train"], [name for name in specs if name != "train"]
-        paths = spec.paths
-        models = {"train": Path(paths.models) / "train.pt"} | {n: Path(paths.models) / "runs" / f"{n}.pt" for n in names}
-        missing = [str(p) for p in [*models.values(), Path(paths.models) / "classifier.pt"] if not p.is_file()]
-        if missing:
-            raise ConfigError(f"{', '.join(missing)}: missing; the train, runs and classifier stages write them (dvc repro)")
-        splits = read_splits(paths, spec.dataset)
-    except (ConfigError, DataFormatError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-        return 2
+@command("evaluate")
+def main(argv: Sequence[str]) -> int:
+    config, specs = configure(argv)
+    spec, names = specs["train"], [name for name in specs if name != "train"]
+    paths = spec.paths
+    models = {"train": Path(paths.models) / "train.pt"} | {n: Path(paths.models) / "runs" / f"{n}.pt" for n in names}
+    missing = [str(p) for p in [*models.values(), Path(paths.models) / "classifier.pt"] if not p.is_file()]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing; the train, runs and classifier stages write them (dvc repro)")
+    splits = read_splits(paths, spec.dataset)
     started = time.perf_counter()
     out = Path(paths.results) / "eval"
     classifier, _ = load_classifier(Path(paths.models) / "classifier.pt")

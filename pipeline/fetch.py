@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli import command
 from pipeline.params import Paths, load_params, read_section
-from pixelgan.config import ConfigError, DatasetConfig
-from pixelgan.data.sources import DataSourceError, fetch_source
+from pixelgan.config import DatasetConfig
+from pixelgan.data.sources import fetch_source
 from pixelgan.io import write_json
 
 
@@ -31,14 +32,11 @@ def configure(argv: Sequence[str]) -> tuple[DatasetConfig, Path]:
     return config, Path(read_section(params, Paths, "paths", ["data"]).data) / "raw" / config.name
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("fetch")
+def main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
-    try:
-        config, raw_dir = configure(sys.argv[1:] if argv is None else argv)
-        files = fetch_source(config, raw_dir)
-    except (ConfigError, DataSourceError) as error:
-        print(f"fetch: error: {error}", file=sys.stderr)
-        return 2
+    config, raw_dir = configure(argv)
+    files = fetch_source(config, raw_dir)
     write_json(raw_dir / "SOURCE.json", {"dataset": {key: getattr(config, key) for key in SOURCE_KEYS}, "files": files})
     print(f"fetch: {config.name}: {', '.join(files) or 'nothing to download'} in {raw_dir} "
           f"({time.perf_counter() - started:.1f}s)")

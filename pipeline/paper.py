@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 
+from pipeline.cli import command
 from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.train import column_output
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.config import ConfigError, EvalConfig
-from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
 from pixelgan.report import evaluate_model, over_seeds
 
@@ -86,17 +86,14 @@ def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
     return eval_config(params), column_specs(params)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        config, specs = configure(sys.argv[1:] if argv is None else argv)
-        paths = next(iter(specs.values())).paths
-        models = {name: Path(paths.models) / f"{name}.pt" for name in specs}
-        if missing := [str(path) for path in models.values() if not path.is_file()]:
-            raise ConfigError(f"{', '.join(missing)}: missing; the column's train stages write them (dvc repro paper/dvc.yaml)")
-        splits = read_splits(paths, next(iter(specs.values())).dataset)
-    except (ConfigError, DataFormatError) as error:
-        print(f"paper: error: {error}", file=sys.stderr)
-        return 2
+@command("paper")
+def main(argv: Sequence[str]) -> int:
+    config, specs = configure(argv)
+    paths = next(iter(specs.values())).paths
+    models = {name: Path(paths.models) / f"{name}.pt" for name in specs}
+    if missing := [str(path) for path in models.values() if not path.is_file()]:
+        raise ConfigError(f"{', '.join(missing)}: missing; the column's train stages write them (dvc repro paper/dvc.yaml)")
+    splits = read_splits(paths, next(iter(specs.values())).dataset)
     out = Path(paths.results)
     metrics: dict[str, Any] = {}
     for name, path in models.items():

@@ -29,6 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from pipeline.cli import command
 from pixelgan.config import (
     ConfigError,
     DatasetConfig,
@@ -292,17 +293,14 @@ def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
     return with_overrides(params, changes, f"runs.{name}")
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("params")
+def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.params", description="Write a params file composed from conf/.")
     parser.add_argument("--out", type=Path, default=PARAMS, help="default: the repository's params.yaml")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. +experiment=paper_column")
     args = parser.parse_args(argv)
-    try:
-        text = compose_yaml(args.overrides)
-        check_params(yaml.safe_load(text))
-    except ConfigError as error:
-        print(f"params: error: {error}", file=sys.stderr)
-        return 2
+    text = compose_yaml(args.overrides)
+    check_params(yaml.safe_load(text))
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(text)
     print(f"wrote {args.out} from {CONF_DIR}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))

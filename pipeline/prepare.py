@@ -18,11 +18,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli import command
 from pipeline.params import Paths, load_params, read_section
-from pixelgan.config import ConfigError, DatasetConfig
-from pixelgan.data.formats import DataFormatError
+from pixelgan.config import DatasetConfig
 from pixelgan.data.prepare import prepare_dataset
-from pixelgan.data.sources import DataSourceError
 from pixelgan.io import atomic_path, write_json
 
 
@@ -37,19 +36,16 @@ def configure(argv: Sequence[str]) -> tuple[DatasetConfig, Paths]:
             read_section(params, Paths, "paths", ["data", "metrics", "results"]))
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("prepare")
+def main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
-    try:
-        config, paths = configure(sys.argv[1:] if argv is None else argv)
-        data = Path(paths.data)
-        out_dir = data / config.name
-        summary = prepare_dataset(config, out_dir, data / "raw" / config.name)
-        write_json(Path(paths.metrics) / "data" / f"{config.name}.json", summary)
-        with atomic_path(Path(paths.results) / "data" / f"{config.name}-examples.png") as tmp:
-            shutil.copyfile(out_dir / "examples.png", tmp)
-    except (ConfigError, DataFormatError, DataSourceError) as error:
-        print(f"prepare: error: {error}", file=sys.stderr)
-        return 2
+    config, paths = configure(argv)
+    data = Path(paths.data)
+    out_dir = data / config.name
+    summary = prepare_dataset(config, out_dir, data / "raw" / config.name)
+    write_json(Path(paths.metrics) / "data" / f"{config.name}.json", summary)
+    with atomic_path(Path(paths.results) / "data" / f"{config.name}-examples.png") as tmp:
+        shutil.copyfile(out_dir / "examples.png", tmp)
     counts = ", ".join(f"{name} {split['count']}" for name, split in summary["splits"].items())
     print(f"prepared {config.name} into {out_dir}: {counts} in {time.perf_counter() - started:.1f}s")
     return 0

@@ -21,24 +21,25 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pipeline.cli import command
 from pipeline.params import Paths, TrainSpec, changed, dataset_config, eval_config, load_params, read_section, read_splits, train_spec
 from pixelgan.checkpoint import SaveEveryEpoch, load_checkpoint
 from pixelgan.config import ConfigError, RunSpec, run_identity
-from pixelgan.data.formats import DataFormatError
 from pixelgan.data.prepare import prepare_dataset
-from pixelgan.data.sources import DataSourceError, fetch_source
+from pixelgan.data.sources import fetch_source
 from pixelgan.engine import TimeLimit
 from pixelgan.io import write_json
 from pixelgan.report import evaluate_model
 from pixelgan.run import LABELLED_ORDER, Run, run_record
 from pixelgan.speed import device_name
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pixelgan", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/quick"), help="the run's folder (default: runs/quick)")
     parser.add_argument("--time-limit", type=float, default=0, metavar="MINUTES",
@@ -67,47 +68,39 @@ def saved_identity(saved: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
     return run_identity(RunSpec.from_dict(spec.to_dict() | saved))
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("pixelgan")
+def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     limit = TimeLimit(args.time_limit * 60) if args.time_limit else None  # set-up counts too
-    try:
-        params = load_params(args.overrides)
-        spec, config = prepared_spec(params), eval_config(params)
-        device = torch.device("cuda" if spec.scaling.use_gpu else "cpu")
-        splits = read_splits(spec.paths, spec.dataset)
-        run = Run(spec.run, splits, device)
-    except (ConfigError, DataFormatError, DataSourceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    params = load_params(args.overrides)
+    spec, config = prepared_spec(params), eval_config(params)
+    device = torch.device("cuda" if spec.scaling.use_gpu else "cpu")
+    splits = read_splits(spec.paths, spec.dataset)
+    run = Run(spec.run, splits, device)
 
     checkpoint, done = args.out / "checkpoint.pt", args.out / "metrics.json"
     wanted = run_identity(spec.run)
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, map_location=device)
         if "spec" not in state.get("run", {}):
-            print(f"error: {checkpoint} was written by an earlier python -m pixelgan, whose runs this one "
-                  "cannot continue; pass another --out or delete that folder", file=sys.stderr)
-            return 2
+            raise ConfigError(f"{checkpoint} was written by an earlier python -m pixelgan, whose runs this one "
+                              "cannot continue; pass another --out or delete that folder")
         try:
             saved = saved_identity(state["run"]["spec"], spec.run)
         except ConfigError as error:
-            print(f"error: {checkpoint} holds a setting or value this code no longer accepts ({error}); "
-                  "pass another --out or delete that folder", file=sys.stderr)
-            return 2
+            raise ConfigError(f"{checkpoint} holds a setting or value this code no longer accepts ({error}); "
+                              "pass another --out or delete that folder") from error
         if differences := changed(saved, wanted):
             named = "; ".join(f"{key} {old!r} in the checkpoint, {new!r} now" for key, (old, new) in differences.items())
-            print(f"error: {checkpoint} belongs to a run with other settings ({named}); "
-                  "pass those, another --out, or delete that folder", file=sys.stderr)
-            return 2
+            raise ConfigError(f"{checkpoint} belongs to a run with other settings ({named}); "
+                              "pass those, another --out, or delete that folder")
         if spec.train.semi_supervised and state["run"].get("labelled_order") != LABELLED_ORDER:
-            print(f"error: {checkpoint} drew its labelled batches in an order this code no longer draws, so "
-                  "it cannot be continued exactly; pass another --out or delete that folder", file=sys.stderr)
-            return 2
+            raise ConfigError(f"{checkpoint} drew its labelled batches in an order this code no longer draws, so "
+                              "it cannot be continued exactly; pass another --out or delete that folder")
         run.resume(state)
         if run.within is not None and run.within.epoch > spec.train.epochs:
-            print(f"error: {checkpoint} stopped part-way through epoch {run.within.epoch}; pass train.epochs="
-                  f"{run.within.epoch} or more to finish it, another --out, or delete that folder", file=sys.stderr)
-            return 2
+            raise ConfigError(f"{checkpoint} stopped part-way through epoch {run.within.epoch}; pass train.epochs="
+                              f"{run.within.epoch} or more to finish it, another --out, or delete that folder")
         scored_with = json.loads(done.read_text()).get("eval") if done.exists() else None
         if run.start_epoch >= spec.train.epochs and scored_with == dataclasses.asdict(config):
             print(f"{checkpoint} has trained its {run.start_epoch} epochs and is scored with these eval settings; nothing to do")
