@@ -29,6 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from pipeline import storage
 from pipeline.cli import command
 from pixelgan.config import (
     ConfigError,
@@ -164,10 +165,8 @@ class Paths:
     def resolved(self) -> Paths:
         """Absolute paths, as Ray workers run in a copy of the working directory; a URI
         (``runs`` may be ``s3://...``, pipeline/storage.py) as it is."""
-        def absolute(path: str) -> str:
-            return path if "://" in path else str(Path(path).resolve())
-
-        return Paths(*(absolute(getattr(self, f.name)) for f in dataclasses.fields(self)))
+        return Paths(*(path if storage.is_uri(path) else str(Path(path).resolve())
+                       for path in (getattr(self, f.name) for f in dataclasses.fields(self))))
 
     def split(self, dataset: str, name: str) -> Path:
         return Path(self.data) / dataset / f"{name}.parquet"
