@@ -1,19 +1,30 @@
 """Scores of a trained model: the posterior over categories, Table 1's scores, likelihood
-units, Fréchet distance (the clustering rules are ``pixelgan.clusters``)."""
+units, Fréchet distance (the clustering rules are ``pixelgan.clusters``), and two readings of
+what a categorical code holds (``code_split_nll``, ``label_alignment``)."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from pixelgan.clusters import category_diagnostics, classification_error, clustering_report, ink
+from pixelgan.clusters import (
+    category_diagnostics,
+    classification_error,
+    clustering_error,
+    clustering_report,
+    ink,
+    labels_by_majority,
+)
 from pixelgan.data import ImageDataset, data_form
 from pixelgan.data.splits import Split
+from pixelgan.decoder import negative_log_likelihood
 from pixelgan.engine import evaluate, row_chunks, training_mode
 from pixelgan.model import PixelGAN
 
@@ -87,6 +98,66 @@ def score_model(
                   for split in (validation, test))
         scores |= category_scores(model, *splits, draws, semi_supervised)
     return scores
+
+
+@torch.no_grad()
+def code_split_nll(model: PixelGAN, test: Split, batch_size: int = 500) -> dict[str, float]:
+    """Test NLL (nats per image) given each image's own ``categorical_gaussian`` code, and
+    given it with the categories, the style or both swapped for the next image's: each rise
+    over the own code is what the decoder reads from that part (``engine.evaluate``'s
+    ``nll_other_code``, one part at a time). The encoder's noise comes from torch's global
+    generator, so the caller seeds it."""
+    if model.config.prior.kind != "categorical_gaussian":
+        raise ValueError(f"prior {model.config.prior.kind!r}; this splits a categorical_gaussian code")
+    model.eval()
+    categories = model.config.prior.categories
+    dataset = ImageDataset(torch.from_numpy(test.images), torch.from_numpy(test.labels), likelihood=model.config.decoder.likelihood)
+    totals = dict.fromkeys(("own code", "other categories", "other style", "other code"), 0.0)
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        code = model.encoder(batch.images).code
+        other = code.roll(1, dims=0)
+        swapped = {
+            "own code": code,
+            "other categories": torch.cat([other[:, :categories], code[:, categories:]], dim=1),
+            "other style": torch.cat([code[:, :categories], other[:, categories:]], dim=1),
+            "other code": other,
+        }
+        for name, z in swapped.items():
+            totals[name] += float(negative_log_likelihood(model.decoder(batch.images, z), batch.images).sum())
+    return {name: total / len(test) for name, total in totals.items()}
+
+
+@torch.no_grad()
+def label_alignment(
+    model: PixelGAN, train: Split, labelled: np.ndarray, validation: Split, test: Split, *, draws: int = 8, seed: int = 0
+) -> dict[str, object]:
+    """Whether a semi-supervised head's errors are bad clusters or good clusters under the
+    wrong names: the head's test error, the test error of its categories under their
+    commonest validation labels (what the clusters could give, not a score of the method),
+    how many categories those labels name otherwise than the head, how many of the
+    ``labelled`` training rows the head gets right, and its three commonest test errors as
+    (true, said, count). The encoder's noise is drawn from ``seed`` afresh on each call, so
+    a model's figures do not depend on what ran before."""
+    model.eval()
+    torch.manual_seed(seed)
+    likelihood = model.config.decoder.likelihood
+    (val_images, val_labels), (test_images, test_labels), (train_images, train_labels) = (
+        (torch.from_numpy(split.images), torch.from_numpy(split.labels)) for split in (validation, test, train))
+    q_val, q_test = (posterior_categories(model, data_form(images, likelihood), draws) for images in (val_images, test_images))
+    majority = labels_by_majority(q_val, val_labels)
+    head_on_labelled = model.encoder(data_form(train_images[labelled], likelihood)).logits.argmax(dim=1)
+    said, true = q_test.argmax(dim=1), test_labels
+    wrong = said != true
+    confusions = Counter(zip(true[wrong].tolist(), said[wrong].tolist())).most_common(3)
+    return {
+        "head error %": 100 * classification_error(q_test, test_labels),
+        "majority-label error %": 100 * clustering_error(q_test, test_labels, majority),
+        "categories renamed": int((majority != torch.arange(len(majority))).sum()),
+        "categories": len(majority),
+        "labelled rows right": int((head_on_labelled == train_labels[labelled]).sum()),
+        "labelled rows": len(labelled),
+        "commonest errors": [(true_digit, said_digit, count) for (true_digit, said_digit), count in confusions],
+    }
 
 
 def likelihood_units(nats_per_image: float, dims: int, binary: bool) -> dict[str, float]:

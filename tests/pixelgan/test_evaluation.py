@@ -1,4 +1,6 @@
-"""Scores: the clustering rules on codes with a known answer, the Fréchet distance, NLL units."""
+"""Scores: the clustering rules on codes with a known answer, the Fréchet distance, NLL units;
+what a categorical code holds (the NLL with a part of the code swapped, a semi-supervised
+head's names against its clusters')."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from pixelgan import evaluation
 from pixelgan.classifier import Classifier, sample_quality, train_classifier
@@ -20,10 +23,22 @@ from pixelgan.clusters import (
     labels_by_best_example,
     labels_by_majority,
 )
-from pixelgan.config import PriorConfig
-from pixelgan.data.splits import Split
-from pixelgan.evaluation import category_scores, frechet_distance, likelihood_units, posterior_categories, score_model
+from pixelgan.config import PriorConfig, TrainConfig
+from pixelgan.data import ImageDataset, data_form
+from pixelgan.data.parquet import read_prepared
+from pixelgan.data.splits import Split, labelled_subset
+from pixelgan.engine import evaluate
+from pixelgan.evaluation import (
+    category_scores,
+    code_split_nll,
+    frechet_distance,
+    label_alignment,
+    likelihood_units,
+    posterior_categories,
+    score_model,
+)
 from pixelgan.model import PixelGAN
+from pixelgan.objective import build_optimizers, supervised_phase
 from tests.helpers import tiny_model_config
 
 
@@ -196,3 +211,96 @@ def test_sample_quality_tells_class_like_samples_from_noise() -> None:
     assert good["confidence"] > 0.9 and good["category_purity"] == 1.0
     assert good["label_entropy"] == pytest.approx(math.log(2), abs=0.02)
     assert 1.0 <= good["classifier_score"] <= 2.0 + 1e-6
+
+
+def digits_model(digits: Path, prior: PriorConfig) -> PixelGAN:
+    return PixelGAN(tiny_model_config(image=read_prepared(digits).image, prior=prior)).eval()
+
+
+def test_the_code_split_own_and_other_code_nll_match_the_engines(digits: Path) -> None:
+    model = digits_model(digits, PriorConfig("categorical_gaussian", 10))
+    test = read_prepared(digits).test
+    torch.manual_seed(0)
+    nll = code_split_nll(model, test)
+    torch.manual_seed(0)  # the same encoder noise
+    engine = evaluate(model, DataLoader(ImageDataset(torch.from_numpy(test.images), torch.from_numpy(test.labels), likelihood="bernoulli"), batch_size=500), "cpu")
+    assert nll["own code"] == pytest.approx(engine["nll"], rel=1e-5)
+    assert nll["other code"] == pytest.approx(engine["nll_other_code"], rel=1e-5)
+
+
+def test_each_code_split_swap_changes_only_its_part(digits: Path) -> None:
+    """A decoder that reads the style and not the categories: swapping the
+    categories changes nothing, swapping the style is swapping the whole code. (Untrained,
+    it has no reason to fit an image better with its own code, so only a change is asserted.)"""
+    model = digits_model(digits, PriorConfig("categorical_gaussian", 10))
+    with torch.no_grad():
+        for layer in model.decoder.layers:
+            layer.condition.weight[:, :10] = 0
+            layer.condition.weight[:, 10:] *= 50
+    nll = code_split_nll(model, read_prepared(digits).test)
+    assert nll["other categories"] == pytest.approx(nll["own code"], rel=1e-6)
+    assert nll["other style"] == pytest.approx(nll["other code"], rel=1e-6)
+    assert nll["other style"] != pytest.approx(nll["own code"], rel=1e-6), "the style is what this decoder reads"
+
+
+def test_the_code_split_needs_a_code_with_a_style_part(digits: Path) -> None:
+    with pytest.raises(ValueError, match=r"prior 'categorical'; this splits a categorical_gaussian code"):
+        code_split_nll(digits_model(digits, PriorConfig("categorical", 10)), read_prepared(digits).test)
+
+
+LABELS = 100  # the digits fixture's dataset.labels (DatasetConfig's default)
+
+
+@pytest.fixture(scope="module")
+def semi_supervised(digits: Path) -> tuple[PixelGAN, np.ndarray]:
+    """A tiny model whose head learnt the labelled rows (the supervised phase alone), and those rows."""
+    torch.manual_seed(0)
+    train = TrainConfig(seed=0, semi_supervised=True)
+    splits = read_prepared(digits)
+    model = PixelGAN(tiny_model_config(image=splits.image, prior=PriorConfig("categorical_gaussian", 10)))
+    rows = labelled_subset(splits.train.labels, LABELS, 10, train.seed)
+    images, labels = data_form(torch.from_numpy(splits.train.images[rows]), "bernoulli"), torch.from_numpy(splits.train.labels[rows])
+    optimizer = build_optimizers(model, train).supervised
+    assert optimizer is not None
+    for _ in range(300):
+        supervised_phase(model, optimizer, images, labels)
+    return model.eval(), rows
+
+
+def renamed(model: PixelGAN, a: int, b: int) -> PixelGAN:
+    """The same model with categories ``a`` and ``b`` swapped: the same clusters, other names."""
+    swapped = PixelGAN(model.config)
+    swapped.load_state_dict(model.state_dict())
+    order = torch.arange(10)
+    order[[a, b]] = order[[b, a]]
+    head, balance = swapped.encoder.categorical, swapped.encoder.balance
+    assert head is not None and balance is not None
+    with torch.no_grad():
+        head.weight.copy_(head.weight[order])
+        head.bias.copy_(head.bias[order])
+        balance.running_mean.copy_(balance.running_mean[order])
+        balance.running_var.copy_(balance.running_var[order])
+    return swapped.eval()
+
+
+def test_renamed_categories_raise_the_head_error_and_leave_the_clusters_error(
+    digits: Path, semi_supervised: tuple[PixelGAN, np.ndarray]
+) -> None:
+    model, rows = semi_supervised
+    splits = read_prepared(digits)
+
+    def alignment(model: PixelGAN) -> dict[str, object]:
+        return label_alignment(model, splits.train, rows, splits.validation, splits.test)
+
+    trained = alignment(model)
+    swapped = alignment(renamed(model, 0, 1))
+    assert alignment(model) == trained, "a model's figures do not depend on what ran before"
+    assert trained["categories renamed"] == 0 and trained["labelled rows right"] >= 0.9 * LABELS, "the head fits its labels"
+    assert trained["categories"] == 10 and trained["labelled rows"] == LABELS
+    assert trained["head error %"] == pytest.approx(trained["majority-label error %"])
+    assert swapped["categories renamed"] == 2
+    assert swapped["labelled rows right"] <= trained["labelled rows right"] - 2 * 0.9 * LABELS / 10
+    assert swapped["head error %"] > trained["head error %"] + 10
+    assert swapped["majority-label error %"] == pytest.approx(trained["majority-label error %"])
+    (first, second) = swapped["commonest errors"][:2]
+    assert {first[:2], second[:2]} == {(0, 1), (1, 0)}, "the swapped digits lead the errors"
