@@ -18,7 +18,7 @@ from pipeline.params import REPO, load_params
 
 PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml", REPO / "search" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")
-STAGE_MODULES = ("pipeline.train", "pipeline.sweep", "pipeline.paper", "pipeline.evaluate")
+STAGE_MODULES = ("pipeline.train", "pipeline.sweep", "pipeline.table", "pipeline.evaluate")
 
 
 def module_file(name: str) -> Path | None:

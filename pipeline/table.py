@@ -1,7 +1,7 @@
 """DVC stage `table` of paper/dvc.yaml: Table 1's MNIST column from the pipeline's own runs.
 
     uv run dvc repro paper/dvc.yaml            # every stage; this one runs in paper/
-    cd paper && python -m pipeline.paper       # this stage alone, as DVC runs it
+    cd paper && python -m pipeline.table       # this stage alone, as DVC runs it
 
 Scores every model that the column's train stages wrote (``models/runs/<run>-seed<seed>.pt``
 for each run in ``column.runs`` and seed in ``column.seeds``) with the library's
@@ -86,7 +86,7 @@ def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
     return eval_config(params), column_specs(params)
 
 
-@command("paper")
+@command("table")
 def main(argv: Sequence[str]) -> int:
     config, specs = configure(argv)
     paths = next(iter(specs.values())).paths
@@ -100,7 +100,7 @@ def main(argv: Sequence[str]) -> int:
         model = model_from_checkpoint(load_checkpoint(path)).eval()
         metrics[name], _ = evaluate_model(model, splits, config, out / "figures", prefix=f"{name.removeprefix('runs/')}_",
                                           semi_supervised=specs[name].train.semi_supervised)
-        print(f"paper: {name}: {metrics[name]}", flush=True)
+        print(f"table: {name}: {metrics[name]}", flush=True)
     metrics["over_seeds"] = summary = over_seeds({name: spec.run for name, spec in specs.items()}, metrics)
     write_json(Path(paths.metrics) / "paper.json", metrics)
     text = "# Table 1's MNIST column from paper/dvc.yaml\n\n" + table(specs, summary)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import paper
+import pipeline.table
 from pipeline.params import REPO, compose_yaml
 from tests.helpers import TINY_MODEL_OVERRIDES, repo_copy, run
 from tests.pipeline.conftest import Cluster
@@ -32,9 +32,9 @@ def test_paper_params_yaml_is_conf_composed_with_the_paper_column() -> None:
 
 def test_the_table_refuses_missing_models_and_a_single_seed(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = [f"paths.data={digits}", f"paths.models={tmp_path}/models"]
-    assert paper.main([*TINY_COLUMN, *paths]) == 2
+    assert pipeline.table.main([*TINY_COLUMN, *paths]) == 2
     assert f"{tmp_path}/models/runs/clustering-seed0.pt" in capsys.readouterr().err
-    assert paper.main([*TINY_COLUMN, *paths, "column.seeds=[0]"]) == 2
+    assert pipeline.table.main([*TINY_COLUMN, *paths, "column.seeds=[0]"]) == 2
     assert "column.seeds at least two seeds" in capsys.readouterr().err
 
 
