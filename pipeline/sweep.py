@@ -4,12 +4,13 @@
     python -m pipeline.sweep sweep.gaussian=[2,5,10] sweep.scheduler=asha
     tensorboard --logdir runs                                  # every trial's curves
 
-The Tuner runs a driver function per trial that builds and fits the train stage's
-TorchTrainer (``pipeline.train.fit_on_ray``) with Ray Tune's ``TuneReportCallback``, the
-composition Ray's docs give for Train V2 (a Trainer handed straight to a Tuner is
-deprecated). A trial's driver asks for 1% of a CPU, so the Train workers get the cores, and
-as many trials run at once as the cluster has room for with their workers: no trial can
-hold a core its workers need, so a 2-core machine never deadlocks.
+The Tuner is the runs stage's (``pipeline.train.tuner_over``): a driver function per trial
+(``run_trial``) that builds and fits the train stage's TorchTrainer with Ray Tune's
+``TuneReportCallback``, the composition Ray's docs give for Train V2 (a Trainer handed
+straight to a Tuner is deprecated). A trial's driver holds 1% of a CPU, taken from its
+workers' share, so a trial holds its workers' whole cores and no trial can hold a core its
+workers need (a 2-core machine never deadlocks); ``max_concurrent_trials`` lets as many
+trials run at once as the cluster has cores for.
 
 The points are a grid (sizes x ``extra``), or with ``sweep.samples`` that many points drawn
 at random from ``sweep.space`` (a list of values per parameter), by ``sweep.seed``: drawn on
@@ -31,11 +32,9 @@ a new Tuner's trials find their runs, and a changed grid never resumes the old o
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import math
-import pickle
 import random
 import sys
 import time
@@ -48,8 +47,7 @@ import yaml
 
 from pipeline import storage
 from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
-from pipeline.train import DRIVER_CPU, FINISHED, SharedSplits, cores_needed, driver_in_ray, fit_on_ray, run_name
-from pixelgan.checkpoint import load_checkpoint
+from pipeline.train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
@@ -178,7 +176,7 @@ def trial_specs(params: dict[str, Any], sweep: SweepConfig) -> list[TrainSpec]:
     that train the same spec (a size listed twice, an ``extra`` key training ignores) would
     share one Train run, so they are refused."""
     base = {"train.epochs": sweep.epochs, "train.num_workers": sweep.num_workers, "train.cpus_per_worker": sweep.cpus_per_worker}
-    specs = [train_spec(driver_in_ray(with_overrides(params, base | point, "sweep"))) for point in sweep.points()]
+    specs = [train_spec(with_overrides(params, base | point, "sweep")) for point in sweep.points()]
     if len({(spec.paths.data, spec.dataset) for spec in specs}) > 1:
         raise ConfigError("sweep: every trial trains on one data set; sweep.extra may not change dataset.* or paths.data")
     seen: dict[str, dict[str, Any]] = {}
@@ -196,49 +194,6 @@ def trial_run_name(sweep: SweepConfig, spec: TrainSpec) -> str:
     return run_name(spec, sweep.name)
 
 
-def run_trial(config: dict[str, Any], splits: SharedSplits) -> None:
-    """One trial: the train stage's driver, reporting each epoch to Tune. ``splits`` is the
-    sweep's one copy of the data in the object store, not the sweep's data folder."""
-    import ray.tune
-    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
-
-    spec = TrainSpec.from_dict(config["trial"]["spec"])
-    name = config["trial"]["run"]
-    last = storage.join(spec.paths.runs, name, f"epoch-{spec.train.epochs:04d}")
-    state = whole_checkpoint(storage.join(last, "checkpoint.pt"))
-    if state is not None:
-        # Trained to the end before the sweep was killed (this trial restored, or the
-        # experiment restarted): Ray Train has nothing left to run or report, so the trial
-        # reports the final checkpoint's metrics itself.
-        where = storage.filesystem(last)[1]  # as Ray reports its own: the path on the storage, no endpoint
-        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: where}))
-        return
-    fit_on_ray(spec, splits, name=name, callbacks=[TuneReportCallback()])
-
-
-def whole_checkpoint(path: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (local or a storage URI), or None if it is absent or was cut
-    short: Ray Train copies a checkpoint into storage file by file, so a kill can leave part
-    of one, which Ray Train never registered and trains again."""
-    data = storage.read_bytes(path)
-    if data is None:
-        return None
-    try:
-        return load_checkpoint(io.BytesIO(data))
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
-        return None
-
-
-def _trial_dirname(trial: Any) -> str:
-    point = trial.config.get("trial", {}).get("point")
-    if point is None:  # not resolved yet
-        return trial.trial_id
-    named = "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items())
-    if len(named) > 100:  # many levers: the run's name (a digest of its settings) fits a file name
-        named = trial.config["trial"]["run"]
-    return f"{named}-{trial.trial_id}"
-
-
 def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
     """The Tune experiment of this search: the sweep's name and a digest of its trials and of
     how they are searched. A changed grid is another experiment, never a resumed one."""
@@ -248,35 +203,18 @@ def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
 
 
 def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits, runs: str, callbacks: list[Any]) -> Any:
-    """A Tuner over the trials, with ``callbacks``. It is always new: a killed sweep run again
-    resumes through its trials' Train runs (each finds its own by name, finished or not), so
-    Tune's saved state, and Tuner.restore (which drops callbacks), are not needed."""
-    import ray
-    from ray import tune
+    """The trials' Tuner (``tuner_over``), searching by ``sweep.metric``, with ASHA if asked."""
     from ray.tune.schedulers import ASHAScheduler
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, splits=splits), {"CPU": DRIVER_CPU})
-    trials = [{"spec": spec.to_dict(), "point": point, "run": trial_run_name(sweep, spec)}
-              for spec, point in zip(specs, sweep.points())]
-    param_space = {"trial": tune.grid_search(trials)}
-    filesystem, storage_path = storage.filesystem(runs)
-    room = max(1, int(ray.cluster_resources().get("CPU", 1) / cores_needed(specs[0]) + 1e-6))
     scheduler = None
     if sweep.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=sweep.epochs,  # the run's epoch, which a resumed trial goes on counting
             grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor,
         )
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=sweep.metric, mode=sweep.mode, scheduler=scheduler,
-            max_concurrent_trials=room, trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(name=experiment_name(sweep, specs), storage_path=storage_path,
-                                  storage_filesystem=filesystem, callbacks=callbacks),
-    )
+    trials = [Trial(spec, trial_run_name(sweep, spec), point) for spec, point in zip(specs, sweep.points())]
+    return tuner_over(trials, splits, experiment=experiment_name(sweep, specs), runs=runs, callbacks=callbacks,
+                      metric=sweep.metric, mode=sweep.mode, scheduler=scheduler)
 
 
 def results_table(grid: Any) -> list[dict[str, Any]]:
@@ -312,7 +250,7 @@ def epochs_table(grid: Any, runs: str) -> list[dict[str, Any]]:
     for result in grid:
         epoch = (result.metrics or {}).get("epoch")
         state = None if epoch is None else whole_checkpoint(
-            storage.join(runs, result.config["trial"]["run"], f"epoch-{int(epoch):04d}", "checkpoint.pt"))
+            storage.join(checkpoint_folder(runs, result.config["trial"]["run"], int(epoch)), "checkpoint.pt"))
         trained = 0.0
         for record in [] if state is None else state["history"]:
             trained += record.get("epoch_time_s", 0.0)

