@@ -200,6 +200,11 @@ class TrainSpec:
         return from_dict(cls, data)
 
 
+def column_output(name: str, spec: TrainSpec) -> str:
+    """Where ``python -m pipeline.train --run NAME`` writes: runs/<name>-seed<seed> (the paper column's model files)."""
+    return f"runs/{name}-seed{spec.train.seed}"
+
+
 def eval_config(params: dict[str, Any]) -> EvalConfig:
     return read_section(params, EvalConfig, "eval")
 

@@ -4,7 +4,7 @@
     python -m pipeline.sweep sweep.gaussian=[2,5,10] sweep.scheduler=asha
     tensorboard --logdir runs                                  # every trial's curves
 
-The Tuner is the runs stage's (``pipeline.train.tuner_over``): a driver function per trial
+The Tuner is the runs stage's (``pipeline.ray_train.tuner_over``): a driver function per trial
 (``run_trial``) that builds and fits the train stage's TorchTrainer with Ray Tune's
 ``TuneReportCallback``, the composition Ray's docs give for Train V2 (a Trainer handed
 straight to a Tuner is deprecated). A trial's driver holds 1% of a CPU, taken from its
@@ -43,13 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline import storage
-from pipeline.params import Paths, TrainSpec, load_params, read_section, read_splits, train_spec, with_overrides
-from pipeline.train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
+from pipeline.cli import command
+from pipeline.params import Paths, TrainSpec, dotted, load_params, read_section, read_splits, train_spec, with_overrides
+from pipeline.ray_train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
-from pixelgan.data.formats import DataFormatError
 from pixelgan.io import atomic_path, write_json
 
 
@@ -66,7 +64,8 @@ class SweepConfig:
     """The search space and how to search it (conf/sweep/).
 
     One list of latent sizes per prior kind (an empty list leaves the kind out), and
-    ``extra``: any other parameter as ``"dotted.name=v1,v2"``, crossed with the rest. With
+    ``extra``: any other parameter as ``"dotted.name=v1,v2"`` (Hydra's sweep grammar, as
+    ``-m`` reads it: ``"model.encoder.channels=[8,16],[4,8]"``), crossed with the rest. With
     ``samples`` above 0, each of those points is crossed with ``samples`` distinct draws from
     ``space`` (``dotted.name: [values]``, each drawn uniformly), by ``seed``.
     """
@@ -125,30 +124,27 @@ class SweepConfig:
 
     def choices(self) -> dict[str, list[Any]]:
         """``space`` as ``{dotted.name: values}``."""
-        flat: dict[str, list[Any]] = {}
-
-        def walk(node: Any, prefix: str) -> None:
-            if isinstance(node, dict):
-                for key, value in node.items():
-                    walk(value, f"{prefix}.{key}" if prefix else str(key))
-            elif isinstance(node, list) and node:
-                flat[prefix] = node
-            else:
-                raise ConfigError(f"sweep.space.{prefix} must be a non-empty list of values, got {node!r}")
-
-        walk(self.space, "")
+        flat = dotted(self.space)
+        for key, values in flat.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep.space.{key} must be a non-empty list of values, got {values!r}")
         return flat
 
     def sizes(self) -> list[tuple[str, int]]:
         return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
 
     def extra_values(self) -> dict[str, list[Any]]:
+        """``extra`` read by Hydra's sweep grammar (``key=v1,v2``, as ``-m`` takes it)."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import HydraException
+
         values = {}
         for item in self.extra:
-            key, sep, listed = item.partition("=")
-            if not sep or not key or not listed:
-                raise ConfigError(f"sweep.extra: {item!r} is not of the form dotted.name=value1,value2")
-            values[key] = [yaml.safe_load(value) for value in listed.split(",")]
+            try:
+                (override,) = OverridesParser.create().parse_overrides([item])
+            except HydraException as error:
+                raise ConfigError(f"sweep.extra: {item!r} is not of the form dotted.name=value1,value2 ({error})") from error
+            values[override.key_or_group] = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         return values
 
     def drawn(self) -> list[dict[str, Any]]:
@@ -369,13 +365,10 @@ def run_sweep(plan: SweepPlan, callbacks: Sequence[Any] = ()) -> list[dict[str, 
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+@command("sweep")
+def main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
-    try:
-        rows = run_sweep(configure(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, DataFormatError) as error:
-        print(f"sweep: error: {error}", file=sys.stderr)
-        return 2
+    rows = run_sweep(configure(argv))
     print(f"sweep: {len(rows)} trials in {time.perf_counter() - started:.0f}s")
     for row in rows:
         print(f"  {row['prior']:>12} {row['dim']:>3}  val_nll={row['val_nll']}  wall={row['wall_time_s']}")

@@ -24,10 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 from pipeline.cli import command
-from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
-from pipeline.train import column_output
+from pipeline.params import TrainSpec, column_output, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.config import ConfigError, EvalConfig
 from pixelgan.io import atomic_path, write_json

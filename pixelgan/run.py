@@ -1,6 +1,6 @@
 """One training run, built the same way in one process and in every Ray Train worker.
 
-``python -m pixelgan`` and the Ray Train worker (``pipeline/train.py``) both build a ``Run``
+``python -m pixelgan`` and the Ray Train worker (``pipeline/ray_train.py``) both build a ``Run``
 from a ``RunSpec`` and the prepared splits and call ``Run.fit``; only their callbacks
 differ (a checkpoint file and a time limit in one process, reports to Ray Train in a
 worker) and, in a worker, each part's DistributedDataParallel wrapper. Everything that

@@ -116,7 +116,7 @@ BREAKS = [
     Break("pixelgan/engine.py", "return dict(zip(names, (values / dist.get_world_size()).tolist()))",
           "return dict(zip(names, values.tolist()))", "metrics summed, not averaged, over workers", True,
           (T + "test_engine.py",)),
-    Break("pipeline/train.py", "dict(run_identity(spec.run), epochs=", "dict(run_identity(spec.run), train=None, epochs=",
+    Break("pipeline/ray_train.py", "dict(run_identity(spec.run), epochs=", "dict(run_identity(spec.run), train=None, epochs=",
           "runs differing in train settings share a name (and checkpoints)", True,
           ("tests/pipeline/test_sweep.py", "tests/pipeline/test_train.py::test_a_ray_run_is_named_by_its_identity_epochs_and_layout")),
     Break("pixelgan/engine.py", "time.perf_counter() > self.deadline", "time.perf_counter() < self.deadline",

@@ -28,7 +28,7 @@ from pipeline.sweep import (
     trial_specs,
     whole_checkpoint,
 )
-from pipeline.train import runs_at_once
+from pipeline.ray_train import runs_at_once
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.model import PixelGAN
@@ -91,6 +91,12 @@ def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: 
         (kind, dim, lr) for kind, dims in (("gaussian", (2, 3)), ("categorical", (4, 6))) for dim in dims for lr in (0.001, 0.0003)
     }
     assert all(s.train.epochs == 1 and s.scaling.num_workers == 1 for s in specs)
+
+
+def test_extra_reads_hydras_sweep_grammar_lists_and_numbers_included() -> None:
+    sweep = SweepConfig(extra=("model.encoder.channels=[8,16],[4,8]", "train.lr_reconstruction=1e-3,3e-4", "train.seed=2"))
+    assert sweep.extra_values() == {"model.encoder.channels": [[8, 16], [4, 8]], "train.lr_reconstruction": [1e-3, 3e-4],
+                                    "train.seed": [2]}, "1e-3 a number, as Hydra reads it; a single value a one-point axis"
 
 
 def test_the_default_grid_runs_a_thread_per_booked_core_two_trials_at_a_time(digits: Path, tmp_path: Path) -> None:

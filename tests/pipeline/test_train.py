@@ -19,8 +19,8 @@ import torch
 from pipeline import storage
 from pipeline import train as train_stage
 from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
-from pipeline.train import (DRIVER_CPU, FINISHED, RUNS_EXPERIMENT, SharedSplits, configure, finish, final_state, fit_on_ray, main,
-                            run_name, runs_at_once, train_runs, write_outputs)
+from pipeline.ray_train import DRIVER_CPU, FINISHED, SharedSplits, final_state, fit_on_ray, run_name, runs_at_once
+from pipeline.train import RUNS_EXPERIMENT, configure, finish, main, train_runs, write_outputs
 from pixelgan import __main__ as one_process
 from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
 from pixelgan.data.splits import labelled_rows
