@@ -18,7 +18,8 @@ Main = Callable[[Sequence[str]], int]
 def command(name: str) -> Callable[[Main], Callable[[Sequence[str] | None], int]]:
     """``main(argv)`` as the command ``name``: its arguments from ``sys.argv`` unless given, a
     bad parameter, data file or data source printed as ``name: error: ...`` with status 2.
-    Outputs are written atomically, so a refused run leaves nothing half-written."""
+    Stages check their input before they write, and write each output atomically, so a
+    refused run leaves no file half-written."""
     def wrap(main: Main) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(main)
         def run(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ import torch
 
 from pipeline.cli import command
 from pipeline.params import TrainSpec, eval_config, load_params, read_splits, run_params, train_spec
-from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import load_model
 from pixelgan.classifier import load_classifier
 from pixelgan.clusters import kmeans_baseline
 from pixelgan.config import ConfigError, EvalConfig
@@ -82,8 +82,7 @@ def main(argv: Sequence[str]) -> int:
     classifier, _ = load_classifier(Path(paths.models) / "classifier.pt")
     metrics: dict[str, Any] = {"classifier_test_accuracy": json.loads((Path(paths.metrics) / "classifier.json").read_text())["test_accuracy"]}
     figures: dict[str, dict[str, torch.Tensor]] = {}
-    for name, path in models.items():
-        model = model_from_checkpoint(load_checkpoint(path)).eval()
+    for name, model in {name: load_model(path) for name, path in models.items()}.items():  # every file checked first
         metrics[name], figures[name] = evaluate_model(model, splits, config, out, prefix=f"{name}_", classifier=classifier,
                                                       semi_supervised=specs[name].train.semi_supervised)
         print(f"evaluate: {name}: {json.dumps(metrics[name])}", flush=True)

@@ -5,12 +5,12 @@ DVC composes `conf/` into `params.yaml` on `dvc exp run` (its Hydra option is on
 it stands. A stage run without arguments therefore reads the `params.yaml` of its working
 directory (a pipeline's own: DVC runs a stage where its dvc.yaml is, so `paper/dvc.yaml`'s
 stages read `paper/params.yaml`). Every entry point takes Hydra's override grammar: dotted
-overrides (`train.seed=1`) are laid over that file by OmegaConf in struct mode (an unknown key
-is refused); an override that chooses a config group (`prior=gaussian`, `+experiment=paper`)
-composes `conf/` with Hydra instead, as DVC would, and is refused when params.yaml holds edits
-the composition would drop. A named run's changes (`runs.<name>`) are laid over the rest by
-the same merge. `python -m pipeline.params [--out FILE] [OVERRIDE ...]` writes a params file
-from `conf/`; tests fail when a committed one disagrees. YAML stops here: the library gets
+overrides (`train.seed=1`) replace values of that file through OmegaConf in struct mode (an
+unknown key is refused); an override that chooses a config group (`prior=gaussian`,
+`+experiment=paper`) composes `conf/` with Hydra instead, as DVC would, and is refused when
+params.yaml holds an edit the composition would drop. A named run's changes (`runs.<name>`)
+replace the values they name by the same merge. `python -m pipeline.params [--out FILE]
+[OVERRIDE ...]` writes a params file from `conf/`; tests fail when a committed one disagrees. YAML stops here: the library gets
 `pixelgan.config` dataclasses, and this module adds what only a pipeline job has (where its
 files live, how Ray lays it out)."""
 
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from pipeline import storage
 from pipeline.cli import command
@@ -67,9 +67,26 @@ def compose_yaml(overrides: Sequence[str] = ()) -> str:
 
 def chooses_a_group(override: str) -> bool:
     """Whether an override needs conf/ composed: it adds or deletes a key (``+experiment=paper``,
-    ``~runs.aae``) or its key names a config group, a folder of conf/ (``prior=gaussian``)."""
-    key = override.partition("=")[0]
+    ``~runs.aae``) or its key names a config group, a folder of conf/ (``prior=gaussian``,
+    ``prior@x=gaussian``)."""
+    key = override.partition("=")[0].partition("@")[0]
     return override.startswith(("+", "~")) or (bool(key) and (CONF_DIR / key).is_dir())
+
+
+def parse_overrides(overrides: Sequence[str], source: str = "override") -> list[Any]:
+    """``overrides`` read by Hydra's override grammar (hydra.core.override_parser's
+    ``Override``s), the one grammar of every entry point: values typed as Hydra types them
+    (``1e-9`` a float, ``yes`` a string, ``'s3://b?x=1'`` a string)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    for override in overrides:
+        if "=" not in override and not override.startswith("~"):
+            raise ConfigError(f"{source} {override!r}: expected key=value, e.g. train.seed=1")
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as error:
+        raise ConfigError(f"{source}s {' '.join(overrides)}: {error}") from error
 
 
 def changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -92,26 +109,35 @@ def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def load_params(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The run's parameters: ./params.yaml with dotted overrides laid over it, or, when an
-    override chooses a group, conf/ composed with all of them. A composition would drop what
-    params.yaml holds beyond conf/, so it is refused then, naming the keys."""
+    override chooses a group, conf/ composed with all of them. A composition starts from
+    conf/, so it is refused when it would drop an edit params.yaml holds (``dropped_edits``)."""
     path = Path("params.yaml")
+    parsed = parse_overrides(overrides)
     if any(chooses_a_group(override) for override in overrides):
-        if path.is_file() and (edits := list(changed(yaml.safe_load(compose_yaml()), yaml.safe_load(path.read_text())))):
+        composed = yaml.safe_load(compose_yaml(overrides))
+        if path.is_file() and (lost := dropped_edits(parsed, yaml.safe_load(path.read_text()), composed)):
             raise ConfigError(
-                f"{path.resolve()} differs from conf/ at {', '.join(edits[:5])}{' ...' if len(edits) > 5 else ''}: "
-                f"{' '.join(overrides)} composes conf/ afresh and would drop that; give those as overrides too, "
+                f"{path.resolve()} holds {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''} other than conf/, which "
+                f"{' '.join(overrides)} composes afresh, dropping them; give those as overrides too, "
                 "or put them in conf/ and rewrite params.yaml with `python -m pipeline.params`")
-        return yaml.safe_load(compose_yaml(overrides))
+        return composed
     if not path.is_file():
         raise ConfigError(f"{path.resolve()}: missing; write it with `python -m pipeline.params`")
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"override {override!r}: expected key=value, e.g. train.seed=1")
-    try:
-        changes = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"overrides {' '.join(overrides)}: {error}") from error
-    return with_overrides(yaml.safe_load(path.read_text()), changes)
+    for override in parsed:
+        if override.is_sweep_override():
+            raise ConfigError(f"override {override.input_line}: a sweep; a stage trains one set-up (sweep.extra sweeps)")
+    return with_overrides(yaml.safe_load(path.read_text()), {override.key_or_group: override.value() for override in parsed})
+
+
+def dropped_edits(overrides: Sequence[Any], held: dict[str, Any], composed: dict[str, Any]) -> list[str]:
+    """The keys where ``held`` (a params file) differs from conf/ and ``composed`` (conf/ with
+    ``overrides``) does not keep its value, leaving out the keys the overrides set themselves
+    (a key they name, or one under a group they choose)."""
+    named = [override.key_or_group for override in overrides]
+    composed_flat, held_flat = dotted(composed), dotted(held)
+    return [key for key in changed(yaml.safe_load(compose_yaml()), held)
+            if composed_flat.get(key) != held_flat.get(key)
+            and not any(key == name or key.startswith(f"{name}.") for name in named)]
 
 
 def read_section(params: dict[str, Any], cls: type[T], name: str, keys: Collection[str] | None = None) -> T:
@@ -270,19 +296,20 @@ def train_spec(params: dict[str, Any]) -> TrainSpec:
 
 
 def with_overrides(params: dict[str, Any], changes: dict[str, Any], source: str = "override") -> dict[str, Any]:
-    """A copy of ``params`` with ``changes`` (nested, or with dotted keys: ``prior.dim``) laid
-    over it by OmegaConf in struct mode, so a key ``params`` lacks is refused by name."""
-    update = OmegaConf.create()
-    for key, value in changes.items():
-        OmegaConf.update(update, key, value, merge=True)
-    base = OmegaConf.create(params)
-    OmegaConf.set_struct(base, True)
+    """A copy of ``params`` with the value of each dotted key in ``changes`` (``prior.dim``)
+    replaced, by OmegaConf in struct mode: a key ``params`` lacks is refused by name."""
     try:
-        merged = OmegaConf.merge(base, update)
-    except ConfigKeyError as error:
-        raise ConfigError(f"{source}: {error.full_key} is not a parameter (see params.yaml)") from error
+        merged = OmegaConf.create(params)
     except OmegaConfBaseException as error:
-        raise ConfigError(f"{source}: {error}") from error
+        raise ConfigError(f"{error.full_key}: {error}") from error
+    OmegaConf.set_struct(merged, True)
+    for key, value in changes.items():
+        try:
+            OmegaConf.update(merged, key, value, merge=False)
+        except (ConfigAttributeError, ConfigKeyError) as error:
+            raise ConfigError(f"{source}: {key} is not a parameter (see params.yaml)") from error
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"{source}: {key}={value!r}: {error}") from error
     return OmegaConf.to_container(merged)
 
 
@@ -294,7 +321,7 @@ def run_params(params: dict[str, Any], name: str) -> dict[str, Any]:
     changes = runs[name] or {}
     if not isinstance(changes, dict):
         raise ConfigError(f"runs.{name} must be a mapping of parameters, got {changes!r}")
-    return with_overrides(params, changes, f"runs.{name}")
+    return with_overrides(params, dotted(changes), f"runs.{name}")
 
 
 @command("params")

@@ -45,7 +45,7 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.cli import command
-from pipeline.params import Paths, TrainSpec, dotted, load_params, read_section, read_splits, train_spec, with_overrides
+from pipeline.params import Paths, TrainSpec, dotted, load_params, parse_overrides, read_section, read_splits, train_spec, with_overrides
 from pipeline.ray_train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.io import atomic_path, write_json
@@ -134,17 +134,16 @@ class SweepConfig:
         return [(kind, size) for kind in ("gaussian", "categorical", "categorical_gaussian") for size in getattr(self, kind)]
 
     def extra_values(self) -> dict[str, list[Any]]:
-        """``extra`` read by Hydra's sweep grammar (``key=v1,v2``, as ``-m`` takes it)."""
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.errors import HydraException
-
+        """``extra`` read by Hydra's sweep grammar (``key=v1,v2`` or ``key=range(1,4)``, as
+        ``-m`` reads it): a plain change, a choice or a range, in the order given."""
         values = {}
         for item in self.extra:
-            try:
-                (override,) = OverridesParser.create().parse_overrides([item])
-            except HydraException as error:
-                raise ConfigError(f"sweep.extra: {item!r} is not of the form dotted.name=value1,value2 ({error})") from error
-            values[override.key_or_group] = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            (override,) = parse_overrides([item], "sweep.extra")
+            plain = not (override.is_add() or override.is_delete() or override.is_force_add() or override.value() == "")
+            sweep = override.is_choice_sweep() and not override.value().shuffle or override.is_range_sweep()
+            if not plain or override.is_sweep_override() and not sweep:
+                raise ConfigError(f"sweep.extra: {item!r} is not of the form dotted.name=value1,value2 (or =range(a,b))")
+            values[override.key_or_group] = list(override.sweep_iterator()) if sweep else [override.value()]
         return values
 
     def drawn(self) -> list[dict[str, Any]]:

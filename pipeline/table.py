@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.cli import command
 from pipeline.params import TrainSpec, column_output, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
-from pixelgan.checkpoint import load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import load_model
 from pixelgan.config import ConfigError, EvalConfig
 from pixelgan.io import atomic_path, write_json
 from pixelgan.report import evaluate_model, over_seeds
@@ -94,8 +94,7 @@ def main(argv: Sequence[str]) -> int:
     splits = read_splits(paths, next(iter(specs.values())).dataset)
     out = Path(paths.results)
     metrics: dict[str, Any] = {}
-    for name, path in models.items():
-        model = model_from_checkpoint(load_checkpoint(path)).eval()
+    for name, model in {name: load_model(path) for name, path in models.items()}.items():  # every file checked first
         metrics[name], _ = evaluate_model(model, splits, config, out / "figures", prefix=f"{name.removeprefix('runs/')}_",
                                           semi_supervised=specs[name].train.semi_supervised)
         print(f"table: {name}: {metrics[name]}", flush=True)

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from pixelgan.config import ModelConfig, TrainConfig, from_dict
+from pixelgan.config import ConfigError, ModelConfig, TrainConfig, from_dict
 from pixelgan.engine import Callback, EpochProgress
 from pixelgan.io import atomic_path
 from pixelgan.model import PixelGAN
@@ -95,6 +95,15 @@ def model_from_checkpoint(state: dict[str, Any]) -> PixelGAN:
     model = PixelGAN(from_dict(ModelConfig, state["model_config"]))
     model.load_state_dict(state["model"])
     return model
+
+
+def load_model(path: str | os.PathLike[str]) -> PixelGAN:
+    """The model saved at ``path``, in eval mode; one whose settings this code no longer
+    accepts is refused naming the file."""
+    try:
+        return model_from_checkpoint(load_checkpoint(path)).eval()
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
 
 
 def resume(state: dict[str, Any], model: PixelGAN, optimizers: Optimizers) -> int:

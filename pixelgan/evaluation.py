@@ -101,15 +101,20 @@ def score_model(
 
 
 @torch.no_grad()
-def code_split_nll(model: PixelGAN, test: Split, batch_size: int = 500) -> dict[str, float]:
+def code_split_nll(model: PixelGAN, test: Split, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
     """Test NLL (nats per image) given each image's own ``categorical_gaussian`` code, and
     given it with the categories, the style or both swapped for the next image's: each rise
     over the own code is what the decoder reads from that part (``engine.evaluate``'s
-    ``nll_other_code``, one part at a time). The encoder's noise comes from torch's global
-    generator, so the caller seeds it."""
+    ``nll_other_code``, one part at a time). The encoder's noise is drawn from ``seed`` on a
+    forked generator, so a model's figures depend on nothing that ran before, and change nothing after."""
     if model.config.prior.kind != "categorical_gaussian":
         raise ValueError(f"prior {model.config.prior.kind!r}; this splits a categorical_gaussian code")
-    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _code_split_nll(model.eval(), test, batch_size)
+
+
+def _code_split_nll(model: PixelGAN, test: Split, batch_size: int) -> dict[str, float]:
     categories = model.config.prior.categories
     dataset = ImageDataset(torch.from_numpy(test.images), torch.from_numpy(test.labels), likelihood=model.config.decoder.likelihood)
     totals = dict.fromkeys(("own code", "other categories", "other style", "other code"), 0.0)
@@ -136,10 +141,15 @@ def label_alignment(
     commonest validation labels (what the clusters could give, not a score of the method),
     how many categories those labels name otherwise than the head, how many of the
     ``labelled`` training rows the head gets right, and its three commonest test errors as
-    (true, said, count). The encoder's noise is drawn from ``seed`` afresh on each call, so
-    a model's figures do not depend on what ran before."""
-    model.eval()
-    torch.manual_seed(seed)
+    (true, said, count). The encoder's noise is drawn from ``seed`` on a forked generator,
+    so a model's figures depend on nothing that ran before, and change nothing after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _label_alignment(model.eval(), train, labelled, validation, test, draws)
+
+
+def _label_alignment(model: PixelGAN, train: Split, labelled: np.ndarray, validation: Split, test: Split,
+                     draws: int) -> dict[str, object]:
     likelihood = model.config.decoder.likelihood
     (val_images, val_labels), (test_images, test_labels), (train_images, train_labels) = (
         (torch.from_numpy(split.images), torch.from_numpy(split.labels)) for split in (validation, test, train))

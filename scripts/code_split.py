@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 
-from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import find_checkpoint, load_model
 from pixelgan.data.parquet import read_prepared
 from pixelgan.evaluation import code_split_nll
 
@@ -25,19 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", type=Path, help="a prepared folder with a test split (data/mnist)")
     parser.add_argument("runs", type=Path, nargs="+", help="run folders holding checkpoint.pt, or models/*.pt files")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)  # the encoder's noise
     print("| run | own code | other categories | other style | other code |")
     print("|---|---|---|---|---|")
     for run in args.runs:
         try:
-            model = model_from_checkpoint(load_checkpoint(find_checkpoint(run)))
+            model = load_model(find_checkpoint(run))
             test = read_prepared(args.data).test
         except FileNotFoundError as error:
             raise SystemExit(f"error: {error}") from None
-        try:
-            nll = code_split_nll(model, test)
-        except ValueError as error:
-            raise SystemExit(f"error: {run} has {error}") from None
+        if model.config.prior.kind != "categorical_gaussian":
+            raise SystemExit(f"error: {run} has prior {model.config.prior.kind!r}; this splits a categorical_gaussian code")
+        nll = code_split_nll(model, test)
         print(f"| {run.name} | " + " | ".join(f"{value:.2f}" for value in nll.values()) + " |")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from pipeline.params import eval_config, load_params
-from pixelgan.checkpoint import find_checkpoint, load_checkpoint, model_from_checkpoint
+from pixelgan.checkpoint import find_checkpoint, load_model
 from pixelgan.classifier import load_classifier
 from pixelgan.config import ConfigError
 from pixelgan.data.parquet import read_prepared
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     classifier, record = load_classifier(args.classifier)
     test = read_prepared(args.data).test
     try:
-        models = {run: model_from_checkpoint(load_checkpoint(find_checkpoint(run))).eval() for run in args.runs}
+        models = {run: load_model(find_checkpoint(run)) for run in args.runs}
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     for run, model in models.items():  # every run checked before the first row

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import CONF_DIR, PARAMS, compose_yaml, dataset_config, load_params, run_params
+from pipeline.params import CONF_DIR, PARAMS, REPO, compose_yaml, dataset_config, load_params, run_params
 from pixelgan.config import ConfigError
 
 
@@ -74,9 +74,35 @@ def test_a_group_choice_is_refused_when_params_yaml_holds_edits_it_would_drop(
     assert load_params(["prior=gaussian"])["prior"]["kind"] == "gaussian", "params.yaml as conf/ composes it: no loss"
     params["train"]["epochs"] += 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ConfigError, match=r"params.yaml differs from conf/ at train\.epochs: prior=gaussian composes"):
+    with pytest.raises(ConfigError, match=r"params.yaml holds train\.epochs other than conf/, which prior=gaussian composes"):
         load_params(["prior=gaussian"])
-    assert load_params(["prior.dim=3"])["train"]["epochs"] == params["train"]["epochs"], "a dotted override keeps the edit"
+    epochs = params["train"]["epochs"]
+    assert load_params(["prior=gaussian", f"train.epochs={epochs}"])["train"]["epochs"] == epochs, "the edit given again"
+    assert load_params(["prior=gaussian", "train.epochs=1"])["train"]["epochs"] == 1, "an override of the edited key sets it"
+    assert load_params(["prior.dim=3"])["train"]["epochs"] == epochs, "a dotted override keeps the edit"
+
+
+def test_a_pipelines_own_params_yaml_takes_the_group_choice_it_was_composed_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO / "paper")
+    assert load_params(["+experiment=paper_column"]) == yaml.safe_load((REPO / "paper" / "params.yaml").read_text())
+    with pytest.raises(ConfigError, match="other than conf/"):
+        load_params(["prior=gaussian"])  # would drop the paper column's set-up
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.seed.x=1", "override: train.seed.x is not a parameter"),
+    ("train.seed=1,2", "override train.seed=1,2: a sweep"),
+    ("train.seed", "expected key=value"),
+])
+def test_a_dotted_override_is_refused_by_name(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_params([override])
+
+
+def test_a_dotted_overrides_value_replaces_the_whole_value_typed_as_hydra_types_it() -> None:
+    params = load_params(["runs.aae={prior: {kind: gaussian, dim: 3}}", "eval.samples=inf", "dataset.root=yes"])
+    assert params["runs"]["aae"] == {"prior": {"kind": "gaussian", "dim": 3}}, "the run's other changes are replaced"
+    assert params["eval"]["samples"] == float("inf") and params["dataset"]["root"] == "yes"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from pipeline.params import REPO, load_params
 
 PIPELINES = [REPO / "dvc.yaml", REPO / "paper" / "dvc.yaml", REPO / "search" / "dvc.yaml"]
 PACKAGES = ("pixelgan", "pipeline")
-STAGE_MODULES = ("pipeline.train", "pipeline.sweep", "pipeline.table", "pipeline.evaluate")
 
 
 def module_file(name: str) -> Path | None:
@@ -123,23 +123,22 @@ class Recorded(dict):
         return set(self.written).union(*below)
 
 
-
-def recording_merges(monkeypatch: pytest.MonkeyPatch, *modules: Any) -> None:
-    """Make ``with_overrides`` in ``modules`` keep noting reads: the real merge runs on the
-    plain parameters (the merge itself reads everything, which is no read of the stage's),
-    and its result notes into the same sets, with the keys it laid over marked written. The
-    changes themselves (a named run's, under ``runs``) are read as the merge reads them."""
+def recording_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``with_overrides`` keep noting reads in every project module that has it: the
+    real merge runs on the plain parameters (the merge itself reads everything, which is no
+    read of the stage's), and its result notes into the same sets, with the keys it laid over
+    marked written. A named run's changes are read where ``run_params`` flattens them."""
     real = params_module.with_overrides
 
     def merge(params: dict[str, Any], changes: dict[str, Any], source: str = "override") -> dict[str, Any]:
         if not isinstance(params, Recorded):
             return real(params, changes, source)
-        written = params.all_written() | set(params_module.dotted(changes))  # notes a named run's changes read
-        plain = changes.plain() if isinstance(changes, Recorded) else changes
-        return Recorded(real(params.plain(), plain, source), params.reads, params.overridden, params.prefix, written)
+        plain = {key: value.plain() if isinstance(value, Recorded) else value for key, value in changes.items()}
+        return Recorded(real(params.plain(), plain, source), params.reads, params.overridden, params.prefix,
+                        params.all_written() | set(changes))
 
-    for module in modules:
-        if hasattr(module, "with_overrides"):
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in PACKAGES and getattr(module, "with_overrides", None) is real:
             monkeypatch.setattr(module, "with_overrides", merge)
 
 
@@ -183,7 +182,7 @@ def test_each_stage_lists_the_params_it_reads_and_no_other(
     reads: set[str] = set()
     overridden: set[str] = set()
     monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
-    recording_merges(monkeypatch, params_module, *(importlib.import_module(name) for name in STAGE_MODULES))
+    recording_merges(monkeypatch)
     digits_fit = [f"paths.data={digits}", "dataset.name=digits", "dataset.validation_size=180", "dataset.test_size=180",
                   "model.decoder.n_layers=4"]  # as the digits were prepared; the paper's 12 layers outsee 8x8
     if pipeline.parent.name == "search":  # its space's 8 layers outsee 8x8 too

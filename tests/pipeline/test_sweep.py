@@ -58,7 +58,9 @@ def sweep_params(root: Path, data: Path, *more: str) -> dict[str, Any]:
         ("sweep.categorical=[1]", "sweep.categorical: prior.dim (number of categories)=1 must be >= 2"),
         ("sweep.gaussian=[0]", "sweep.gaussian: prior.dim=0 must be >= 1"),
         ("sweep.extra=['train.momentum=0.9']", "sweep: train.momentum is not a parameter"),
-        ("sweep.extra=[lr]", "sweep.extra: 'lr' is not of the form"),
+        ("sweep.extra=[lr]", "sweep.extra 'lr': expected key=value"),
+        ("sweep.extra=['train.seed=shuffle(1,2)']", "sweep.extra: 'train.seed=shuffle(1,2)' is not of the form"),
+        ("sweep.extra=['train.seed=']", "sweep.extra: 'train.seed=' is not of the form"),
         ("sweep.scheduler=random", "sweep.scheduler='random' is not one of grid, asha"),
         ("sweep.samples=2", "sweep.samples=2 draws from sweep.space, which is empty"),
         ("+sweep.space.train.marginal_entropy=1.0", "sweep.space.train.marginal_entropy must be a non-empty list"),
@@ -94,9 +96,11 @@ def test_the_grid_crosses_priors_sizes_and_extra_values(digits: Path, tmp_path: 
 
 
 def test_extra_reads_hydras_sweep_grammar_lists_and_numbers_included() -> None:
-    sweep = SweepConfig(extra=("model.encoder.channels=[8,16],[4,8]", "train.lr_reconstruction=1e-3,3e-4", "train.seed=2"))
+    sweep = SweepConfig(extra=("model.encoder.channels=[8,16],[4,8]", "train.lr_reconstruction=1e-3,3e-4", "train.seed=2",
+                               "prior.style_dim=range(1,4)"))
     assert sweep.extra_values() == {"model.encoder.channels": [[8, 16], [4, 8]], "train.lr_reconstruction": [1e-3, 3e-4],
-                                    "train.seed": [2]}, "1e-3 a number, as Hydra reads it; a single value a one-point axis"
+                                    "train.seed": [2], "prior.style_dim": [1, 2, 3]}, \
+        "1e-3 a number, as Hydra reads it; a single value a one-point axis"
 
 
 def test_the_default_grid_runs_a_thread_per_booked_core_two_trials_at_a_time(digits: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from pipeline import storage
+from pipeline import ray_train
 from pipeline import train as train_stage
 from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.ray_train import DRIVER_CPU, FINISHED, SharedSplits, final_state, fit_on_ray, run_name, runs_at_once
@@ -241,7 +242,7 @@ def test_a_ray_run_is_named_by_its_identity_epochs_and_layout(digits: Path, tmp_
                   {"train.num_workers": 1}, {"train.cpus_per_worker": 0.5}):
         assert run_name(train_spec(with_overrides(params, other))) != name, other
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_stage, "RUN_FORMAT", {"labels_drawn_by": "prepare", "labelled_order": "global"})
+        patch.setattr(ray_train, "RUN_FORMAT", {"labels_drawn_by": "prepare", "labelled_order": "global"})
         assert run_name(train_spec(params)) != name, "a run drawn otherwise is another run"
 
 
