@@ -23,7 +23,7 @@ last metrics, checkpoint path, relative to the project, and wall time),
 results/sweep_epochs.csv (a row per trial and epoch it trained, from its last checkpoint's
 history: every metric it reported and the training time so far), results/best.json (the best trial of each prior by
 ``sweep.metric``) and results/sweep.png (``sweep.metric`` against training time, a line per
-trial). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
+trial: DVC draws sweep.csv's last values, but a DVC plot cannot draw one line per trial of one file). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
 each trial's Train run is named by the sweep and its identity (``trial_run_name``), not by
 Tune's trial id, and the Tune experiment by a digest of its trials (``experiment_name``), so
 a new Tuner's trials find their runs, and a changed grid never resumes the old one.
