@@ -226,9 +226,10 @@ class TrainSpec:
         return from_dict(cls, data)
 
 
-def column_output(name: str, spec: TrainSpec) -> str:
-    """Where ``python -m pipeline.train --run NAME`` writes: runs/<name>-seed<seed> (the paper column's model files)."""
-    return f"runs/{name}-seed{spec.train.seed}"
+def column_output(name: str, seed: int) -> str:
+    """Where ``python -m pipeline.train --run NAME`` writes at ``train.seed``: runs/<name>-seed<seed>
+    (the paper column's model files; pipeline/table.py's scores beside them)."""
+    return f"runs/{name}-seed{seed}"
 
 
 def eval_config(params: dict[str, Any]) -> EvalConfig:
