@@ -197,6 +197,10 @@ class Paths:
     def split(self, dataset: str, name: str) -> Path:
         return Path(self.data) / dataset / f"{name}.parquet"
 
+    def scores(self, output: str) -> Path:
+        """A paper-column model's scores file, kept in git beside its cached model."""
+        return Path(self.metrics) / f"{output}_scores.json"
+
 
 def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
     """The splits of ``dataset`` under ``paths.data``, prepared with its settings (see ``read_prepared``)."""

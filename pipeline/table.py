@@ -5,8 +5,8 @@ MNIST column from the pipeline's own runs, built from small files kept in git.
     cd paper && python -m pipeline.table --score clustering train.seed=0   # one model's scores
     cd paper && python -m pipeline.table                        # the column from those scores
 
-``--score RUN`` (the second command of each ``train@<run>-<seed>`` stage, once the model is
-trained) scores the model ``models/runs/<run>-seed<seed>.pt`` with the library's
+``--score RUN`` (the ``score@<run>-<seed>`` stage, once ``train@<run>-<seed>`` has trained
+the model) scores the model ``models/runs/<run>-seed<seed>.pt`` with the library's
 ``evaluate_model`` (each test figure beside its validation figure) and writes
 ``metrics/runs/<run>-seed<seed>_scores.json`` (in git, with the run's spec) and its figures
 in ``results/figures/<run>-seed<seed>/``. Without it, the table stage reads those files
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import command
-from pipeline.params import (Paths, TrainSpec, column_output, eval_config, load_params, read_section, read_splits, run_params,
+from pipeline.params import (Paths, TrainSpec, column_output, load_params, read_section, read_splits, run_params,
                              train_spec)
 from pixelgan.checkpoint import load_model
 from pixelgan.config import ConfigError, EvalConfig, RunSpec
@@ -76,22 +76,37 @@ def score_run(plan: Scoring) -> dict[str, Any]:
     scores, _ = evaluate_model(model, splits, plan.config, Path(spec.paths.results) / "figures" / Path(plan.output).name,
                                semi_supervised=spec.train.semi_supervised)
     record = {"spec": spec.run.to_dict(), "scores": scores}
-    write_json(scores_file(spec.paths, plan.output), record)
+    write_json(spec.paths.scores(plan.output), record)
     return record
 
 
-def scores_file(paths: Paths, output: str) -> Path:
-    return Path(paths.metrics) / f"{output}_scores.json"
-
-
 def read_scores(paths: Paths, outputs: list[str]) -> tuple[dict[str, RunSpec], dict[str, Any]]:
-    """Each model's spec and scores from its scores file, every file checked first."""
-    missing = [str(scores_file(paths, output)) for output in outputs if not scores_file(paths, output).is_file()]
+    """Each model's spec and scores from its scores file, every file checked first: there,
+    and of the seed its name says."""
+    missing = [str(paths.scores(output)) for output in outputs if not paths.scores(output).is_file()]
     if missing:
-        raise ConfigError(f"{', '.join(missing)}: missing; the column's train stages write them (dvc repro paper/dvc.yaml)")
-    records = {output: json.loads(scores_file(paths, output).read_text()) for output in outputs}
-    return ({output: RunSpec.from_dict(record["spec"]) for output, record in records.items()},
-            {output: record["scores"] for output, record in records.items()})
+        raise ConfigError(f"{', '.join(missing)}: missing; the column's score stages write them (dvc repro paper/dvc.yaml)")
+    specs, scores = {}, {}
+    for output in outputs:
+        try:
+            record = json.loads(paths.scores(output).read_text())
+            specs[output], scores[output] = RunSpec.from_dict(record["spec"]), record["scores"]
+        except (ValueError, KeyError, TypeError) as error:  # ConfigError is a ValueError
+            raise ConfigError(f"{paths.scores(output)}: not a scores file this code reads ({error})") from error
+        if f"-seed{specs[output].train.seed}" != output[output.rindex("-seed"):]:
+            raise ConfigError(f"{paths.scores(output)}: holds seed {specs[output].train.seed}, not its name's")
+    return specs, scores
+
+
+def check_rows(summary: dict[str, Any], outputs: list[str]) -> None:
+    """Every run of the column a row over all its seeds: ``over_seeds`` leaves out a group
+    that is not replicates of one set-up (say, seeds trained with other settings)."""
+    rows = {tuple(entry["models"]) for entry in summary.values()}
+    runs: dict[str, list[str]] = {}
+    for output in outputs:
+        runs.setdefault(output.rsplit("-seed", 1)[0], []).append(output)
+    if missing := [run for run, members in runs.items() if tuple(members) not in rows]:
+        raise ConfigError(f"{', '.join(missing)}: their seeds' scores files are not of one set-up; rerun their train stages")
 
 
 def table(specs: dict[str, RunSpec], summary: dict[str, Any]) -> str:
@@ -138,7 +153,8 @@ def configure(argv: Sequence[str]) -> Scoring | Column:
     params = load_params(args.overrides)
     if args.score:
         spec = train_spec(run_params(params, args.score))
-        return Scoring(spec, eval_config(params), column_output(args.score, spec.train.seed))
+        scoring = read_section(params, EvalConfig, "eval", ["posterior_draws", "seed", "figure_rows", "figure_columns"])
+        return Scoring(spec, scoring, column_output(args.score, spec.train.seed))
     return Column(column_outputs(params), read_section(params, Paths, "paths", ["metrics", "results"]))
 
 
@@ -152,6 +168,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     specs, metrics = read_scores(plan.paths, plan.outputs)
     metrics["over_seeds"] = summary = over_seeds(specs, metrics)
+    check_rows(summary, plan.outputs)
     write_json(Path(plan.paths.metrics) / "paper.json", metrics)
     text = "# Table 1's MNIST column from paper/dvc.yaml\n\n" + table(specs, summary)
     with atomic_path(Path(plan.paths.results) / "table.md") as tmp:

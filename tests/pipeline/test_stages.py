@@ -67,11 +67,12 @@ def stages() -> list[tuple[Path, str, dict]]:
 
 @pytest.mark.parametrize("pipeline,name,stage", stages(), ids=lambda value: value if isinstance(value, str) else "")
 def test_each_stage_depends_on_every_project_file_it_imports(pipeline: Path, name: str, stage: dict) -> None:
+    command = stage["cmd"].split()
+    module = command[command.index("-m") + 1]
     listed = [(pipeline.parent / dep).resolve() for dep in stage.get("deps", []) if "${" not in dep.split("/")[0]]
     missing = sorted(
         str(path.relative_to(REPO))
-        for arguments in commands(stage["cmd"])
-        for path in imported_files(arguments[0])
+        for path in imported_files(module)
         if not any(path == dep or dep in path.parents for dep in listed)
     )
     assert not missing, f"{pipeline.relative_to(REPO)}: stage {name} runs {missing} but does not list them in deps"
@@ -148,17 +149,8 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> set[str]:
     return found
 
 
-def commands(cmd: str | list[str]) -> list[list[str]]:
-    """A stage's commands (one, or a list run in turn), each as its module's arguments."""
-    found = []
-    for command in [cmd] if isinstance(cmd, str) else cmd:
-        words = command.split()
-        found.append(words[words.index("-m") + 1:])
-    return found
-
-
-def stage_runs() -> list[tuple[Path, str, list[list[str]], list[str]]]:
-    """Each stage (each entry of a matrix stage) as its commands' arguments and its params list."""
+def stage_runs() -> list[tuple[Path, str, list[str], list[str]]]:
+    """Each stage (each entry of a matrix stage) as its command's arguments and its params list."""
     found = []
     for pipeline, name, stage in stages():
         params = yaml.safe_load((pipeline.parent / "params.yaml").read_text())
@@ -172,32 +164,30 @@ def stage_runs() -> list[tuple[Path, str, list[list[str]], list[str]]]:
                     text = text.replace(f"${{item.{axis}}}", str(value))
                 return text
 
-            cmd = stage["cmd"]
+            command = filled(stage["cmd"]).split()
             label = "-".join([name, *map(str, item.values())])
-            found.append((pipeline, label, commands(filled(cmd) if isinstance(cmd, str) else [filled(c) for c in cmd]),
-                          [filled(key) for key in stage.get("params", [])]))
+            found.append((pipeline, label, command[command.index("-m") + 1:], [filled(key) for key in stage.get("params", [])]))
     return found
 
 
-@pytest.mark.parametrize("pipeline,name,stage_commands,listed", stage_runs(), ids=lambda value: value if isinstance(value, str) else "")
+@pytest.mark.parametrize("pipeline,name,command,listed", stage_runs(), ids=lambda value: value if isinstance(value, str) else "")
 def test_each_stage_lists_the_params_it_reads_and_no_other(
-    pipeline: Path, name: str, stage_commands: list[list[str]], listed: list[str], digits: Path, monkeypatch: pytest.MonkeyPatch
+    pipeline: Path, name: str, command: list[str], listed: list[str], digits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each command's ``configure`` (all it reads of its params, before it runs anything) is
+    """The stage's ``configure`` (all a stage reads of its params, before it runs anything) is
     given parameters that note what is read: every key read is listed, and every key listed
     is read, not only written over and then read. The data are the digits, so that the specs can be checked against a data set."""
     monkeypatch.chdir(pipeline.parent)  # DVC runs a stage where its dvc.yaml is, on that folder's params.yaml
+    module = importlib.import_module(command[0])
     reads: set[str] = set()
     overridden: set[str] = set()
+    monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
+    recording_merges(monkeypatch)
     digits_fit = [f"paths.data={digits}", "dataset.name=digits", "dataset.validation_size=180", "dataset.test_size=180",
                   "model.decoder.n_layers=4"]  # as the digits were prepared; the paper's 12 layers outsee 8x8
     if pipeline.parent.name == "search":  # its space's 8 layers outsee 8x8 too
         digits_fit.append("sweep.space.model.decoder.n_layers=[4]")
-    for command in stage_commands:
-        module = importlib.import_module(command[0])
-        monkeypatch.setattr(module, "load_params", lambda argv: Recorded(load_params(argv), reads, overridden))
-        recording_merges(monkeypatch)
-        module.configure([*command[1:], *digits_fit])
+    module.configure([*command[1:], *digits_fit])
 
     if any(key.startswith("runs.") for key in reads):
         # A stage that lays `runs` over the rest depends on whatever a run leaves alone: users

@@ -11,6 +11,7 @@ import pytest
 
 import pipeline.table
 from pipeline.params import REPO, compose_yaml
+from pixelgan.io import write_json
 from tests.helpers import TINY_MODEL_OVERRIDES, repo_copy, run
 from tests.pipeline.conftest import Cluster
 
@@ -40,6 +41,34 @@ def test_the_table_refuses_missing_scores_a_missing_model_and_a_single_seed(
     assert f"{tmp_path}/models/runs/semi_100-seed1.pt: missing" in capsys.readouterr().err
     assert pipeline.table.main([*TINY_COLUMN, *paths, "column.seeds=[0]"]) == 2
     assert "column.seeds at least two seeds" in capsys.readouterr().err
+
+
+def test_the_table_is_built_from_the_scores_files_alone_and_checks_them(
+        digits: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No model and no data: the four scores files; a file under another seed's name, or seeds
+    of one run trained with other settings, are refused rather than left out of the table."""
+    paths = [f"paths.data={digits}", f"paths.metrics={tmp_path}/metrics", f"paths.results={tmp_path}/results"]
+
+    def write_scores(run: str, seed: int, *more: str, named: int | None = None) -> None:
+        plan = pipeline.table.configure(["--score", run, *TINY_COLUMN, *paths, f"train.seed={seed}", *more])
+        figure = 0.1 + seed / 100
+        scores = {"clustering": {"val_error_paper_rule": figure, "error_paper_rule": figure}, "val_error": figure,
+                  "test_error": figure}
+        write_json(plan.spec.paths.scores(f"runs/{run}-seed{seed if named is None else named}"),
+                   {"spec": plan.spec.run.to_dict(), "scores": scores})
+
+    for run in ("clustering", "semi_100"):
+        for seed in (0, 1):
+            write_scores(run, seed)
+    assert pipeline.table.main([*TINY_COLUMN, *paths[1:]]) == 0, "paths.data names nothing: no data read"
+    table = (tmp_path / "results/table.md").read_text()
+    assert "| clustering | clustering error %, 30 categories (paper's rule) | 10.50 ±0.71 | 10.50 ±0.71 | 5.27 ±1.81 | 2 | 1 |" in table
+    write_scores("semi_100", 0, named=1)
+    assert pipeline.table.main([*TINY_COLUMN, *paths[1:]]) == 2
+    assert "semi_100-seed1_scores.json: holds seed 0, not its name's" in capsys.readouterr().err
+    write_scores("semi_100", 1, "train.epochs=2")
+    assert pipeline.table.main([*TINY_COLUMN, *paths[1:]]) == 2
+    assert "runs/semi_100: their seeds' scores files are not of one set-up" in capsys.readouterr().err
 
 
 def git(repo: Path, *args: str) -> None:
