@@ -197,6 +197,10 @@ class Paths:
     def split(self, dataset: str, name: str) -> Path:
         return Path(self.data) / dataset / f"{name}.parquet"
 
+    def scores(self, output: str) -> Path:
+        """A paper-column model's scores file, kept in git beside its cached model."""
+        return Path(self.metrics) / f"{output}_scores.json"
+
 
 def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
     """The splits of ``dataset`` under ``paths.data``, prepared with its settings (see ``read_prepared``)."""
@@ -226,9 +230,10 @@ class TrainSpec:
         return from_dict(cls, data)
 
 
-def column_output(name: str, spec: TrainSpec) -> str:
-    """Where ``python -m pipeline.train --run NAME`` writes: runs/<name>-seed<seed> (the paper column's model files)."""
-    return f"runs/{name}-seed{spec.train.seed}"
+def column_output(name: str, seed: int) -> str:
+    """Where ``python -m pipeline.train --run NAME`` writes at ``train.seed``: runs/<name>-seed<seed>
+    (the paper column's model files; pipeline/table.py's scores beside them)."""
+    return f"runs/{name}-seed{seed}"
 
 
 def eval_config(params: dict[str, Any]) -> EvalConfig:

@@ -1,33 +1,44 @@
-"""DVC stage `table` of paper/dvc.yaml: Table 1's MNIST column from the pipeline's own runs.
+"""DVC stage `table` of paper/dvc.yaml, and the scoring step of its train stages: Table 1's
+MNIST column from the pipeline's own runs, built from small files kept in git.
 
-    uv run dvc repro paper/dvc.yaml            # every stage; this one runs in paper/
-    cd paper && python -m pipeline.table       # this stage alone, as DVC runs it
+    uv run dvc repro paper/dvc.yaml                             # every stage; these run in paper/
+    cd paper && python -m pipeline.table --score clustering train.seed=0   # one model's scores
+    cd paper && python -m pipeline.table                        # the column from those scores
 
-Scores every model that the column's train stages wrote (``models/runs/<run>-seed<seed>.pt``
-for each run in ``column.runs`` and seed in ``column.seeds``) with the library's
-``score_model`` and writes:
+``--score RUN`` (the ``score@<run>-<seed>`` stage, once ``train@<run>-<seed>`` has trained
+the model) scores the model ``models/runs/<run>-seed<seed>.pt`` with the library's
+``evaluate_model`` (each test figure beside its validation figure) and writes
+``metrics/runs/<run>-seed<seed>_scores.json`` (in git, with the run's spec) and its figures
+in ``results/figures/<run>-seed<seed>/``. Without it, the table stage reads those files
+alone, no model and no data, for each run in ``column.runs`` and seed in ``column.seeds``,
+and writes:
 
-- ``metrics/paper.json`` (``dvc metrics show``): each model's scores, and per run the mean
-  and std over its seeds of each headline figure (``over_seeds``, as the evaluate stage);
+- ``metrics/paper.json``: each model's scores, and per run the mean and std over its seeds
+  of each headline figure (``over_seeds``, as the evaluate stage);
 - ``results/table.md``: a row per run with the validation figure the configuration is
-  judged by, the test figure, and the paper's (docs/paper-facts.md);
-- ``results/figures/<run>-seed<seed>_<figure>.png``: each model's figures.
+  judged by, the test figure, and the paper's (docs/paper-facts.md).
 
-The configuration is fixed in conf/ before the runs; this stage chooses nothing. The test
-split enters the test figures only.
+So the column is built run by run on whatever machines are at hand: a clone holding some
+runs' lock entries and score files trains only the rest (``dvc repro --allow-missing``,
+docs/pipeline.md). The configuration is fixed in conf/ before the runs; nothing here
+chooses. The test split enters the test figures only.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.cli import command
-from pipeline.params import TrainSpec, column_output, eval_config, load_params, read_splits, run_params, train_spec, with_overrides
+from pipeline.params import (Paths, TrainSpec, column_output, load_params, read_section, read_splits, run_params,
+                             train_spec)
 from pixelgan.checkpoint import load_model
-from pixelgan.config import ConfigError, EvalConfig
+from pixelgan.config import ConfigError, EvalConfig, RunSpec
 from pixelgan.io import atomic_path, write_json
 from pixelgan.report import evaluate_model, over_seeds
 
@@ -35,7 +46,7 @@ from pixelgan.report import evaluate_model, over_seeds
 PAPER = {0: "5.27 ±1.81", 100: "1.08 ±0.15", 50: "1.16 ±0.17", 20: "12.08 ±5.50"}
 
 
-def measure(spec: TrainSpec) -> tuple[str, str, str]:
+def measure(spec: RunSpec) -> tuple[str, str, str]:
     """What a run is judged by: (its name, the validation figure's key, the test figure's key)
     in ``over_seeds``'s summary."""
     if spec.train.semi_supervised:
@@ -44,23 +55,61 @@ def measure(spec: TrainSpec) -> tuple[str, str, str]:
         "clustering.val_error_paper_rule", "clustering.error_paper_rule"
 
 
-def column_specs(params: dict[str, Any]) -> dict[str, TrainSpec]:
+def column_outputs(params: dict[str, Any]) -> list[str]:
     """Every model of the column by its output name (runs/<run>-seed<seed>)."""
     column = params.get("column") or {}
     if not column.get("runs") or len(column.get("seeds") or []) < 2:
         raise ConfigError("column.runs must name the runs and column.seeds at least two seeds, "
                           "for a mean ± std (+experiment=paper_column)")
-    specs = {}
-    for name in column["runs"]:
-        for seed in column["seeds"]:
-            spec = train_spec(run_params(with_overrides(params, {"train.seed": seed}), name))
-            specs[column_output(name, spec)] = spec
-    if len({(spec.paths.data, spec.dataset.name) for spec in specs.values()}) > 1:
-        raise ConfigError("column.runs: every run of the column trains on one data set (a run may change dataset.labels only)")
-    return specs
+    return [column_output(name, seed) for name in column["runs"] for seed in column["seeds"]]
 
 
-def table(specs: dict[str, TrainSpec], summary: dict[str, Any]) -> str:
+def score_run(plan: Scoring) -> dict[str, Any]:
+    """Score the column's model ``plan.output``; write its scores file (its spec beside its
+    scores) and its figures; return the file's record."""
+    spec = plan.spec
+    path = Path(spec.paths.models) / f"{plan.output}.pt"
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; `python -m pipeline.train --run` writes it (the stage's first command)")
+    model = load_model(path)
+    splits = read_splits(spec.paths, spec.dataset)
+    scores, _ = evaluate_model(model, splits, plan.config, Path(spec.paths.results) / "figures" / Path(plan.output).name,
+                               semi_supervised=spec.train.semi_supervised)
+    record = {"spec": spec.run.to_dict(), "scores": scores}
+    write_json(spec.paths.scores(plan.output), record)
+    return record
+
+
+def read_scores(paths: Paths, outputs: list[str]) -> tuple[dict[str, RunSpec], dict[str, Any]]:
+    """Each model's spec and scores from its scores file, every file checked first: there,
+    and of the seed its name says."""
+    missing = [str(paths.scores(output)) for output in outputs if not paths.scores(output).is_file()]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing; the column's score stages write them (dvc repro paper/dvc.yaml)")
+    specs, scores = {}, {}
+    for output in outputs:
+        try:
+            record = json.loads(paths.scores(output).read_text())
+            specs[output], scores[output] = RunSpec.from_dict(record["spec"]), record["scores"]
+        except (ValueError, KeyError, TypeError) as error:  # ConfigError is a ValueError
+            raise ConfigError(f"{paths.scores(output)}: not a scores file this code reads ({error})") from error
+        if f"-seed{specs[output].train.seed}" != output[output.rindex("-seed"):]:
+            raise ConfigError(f"{paths.scores(output)}: holds seed {specs[output].train.seed}, not its name's")
+    return specs, scores
+
+
+def check_rows(summary: dict[str, Any], outputs: list[str]) -> None:
+    """Every run of the column a row over all its seeds: ``over_seeds`` leaves out a group
+    that is not replicates of one set-up (say, seeds trained with other settings)."""
+    rows = {tuple(entry["models"]) for entry in summary.values()}
+    runs: dict[str, list[str]] = {}
+    for output in outputs:
+        runs.setdefault(output.rsplit("-seed", 1)[0], []).append(output)
+    if missing := [run for run, members in runs.items() if tuple(members) not in rows]:
+        raise ConfigError(f"{', '.join(missing)}: their seeds' scores files are not of one set-up; rerun their train stages")
+
+
+def table(specs: dict[str, RunSpec], summary: dict[str, Any]) -> str:
     """One row per run: validation and test figures (mean ± std over seeds, in %) beside the paper's."""
     lines = ["| run | measures | validation (chosen by) | test | paper | seeds | epochs |", "|---|---|---|---|---|---|---|"]
     for first, entry in summary.items():
@@ -78,30 +127,51 @@ def table(specs: dict[str, TrainSpec], summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def configure(argv: Sequence[str]) -> tuple[EvalConfig, dict[str, TrainSpec]]:
-    """All the stage reads of params.yaml, as paper/dvc.yaml lists it."""
-    params = load_params(argv)
-    return eval_config(params), column_specs(params)
+@dataclass(frozen=True)
+class Scoring:
+    """``--score``: one model of the column to score, and how."""
+
+    spec: TrainSpec
+    config: EvalConfig
+    output: str
+
+
+@dataclass(frozen=True)
+class Column:
+    """The column to build: every model's output name, and where the files are."""
+
+    outputs: list[str]
+    paths: Paths
+
+
+def configure(argv: Sequence[str]) -> Scoring | Column:
+    """All the stage reads of its params file, as paper/dvc.yaml lists it."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.table", description=main.__doc__)
+    parser.add_argument("--score", metavar="RUN", help="score the column's model of RUN at train.seed")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE")
+    args = parser.parse_args(argv)
+    params = load_params(args.overrides)
+    if args.score:
+        spec = train_spec(run_params(params, args.score))
+        scoring = read_section(params, EvalConfig, "eval", ["posterior_draws", "seed", "figure_rows", "figure_columns"])
+        return Scoring(spec, scoring, column_output(args.score, spec.train.seed))
+    return Column(column_outputs(params), read_section(params, Paths, "paths", ["metrics", "results"]))
 
 
 @command("table")
 def main(argv: Sequence[str]) -> int:
-    config, specs = configure(argv)
-    paths = next(iter(specs.values())).paths
-    models = {name: Path(paths.models) / f"{name}.pt" for name in specs}
-    if missing := [str(path) for path in models.values() if not path.is_file()]:
-        raise ConfigError(f"{', '.join(missing)}: missing; the column's train stages write them (dvc repro paper/dvc.yaml)")
-    splits = read_splits(paths, next(iter(specs.values())).dataset)
-    out = Path(paths.results)
-    metrics: dict[str, Any] = {}
-    for name, model in {name: load_model(path) for name, path in models.items()}.items():  # every file checked first
-        metrics[name], _ = evaluate_model(model, splits, config, out / "figures", prefix=f"{name.removeprefix('runs/')}_",
-                                          semi_supervised=specs[name].train.semi_supervised)
-        print(f"table: {name}: {metrics[name]}", flush=True)
-    metrics["over_seeds"] = summary = over_seeds({name: spec.run for name, spec in specs.items()}, metrics)
-    write_json(Path(paths.metrics) / "paper.json", metrics)
+    """``python -m pipeline.table [--score RUN] [overrides]``: one model's scores, or the column."""
+    plan = configure(argv)
+    if isinstance(plan, Scoring):
+        record = score_run(plan)
+        print(f"table: {plan.output}: {json.dumps(record['scores'])}")
+        return 0
+    specs, metrics = read_scores(plan.paths, plan.outputs)
+    metrics["over_seeds"] = summary = over_seeds(specs, metrics)
+    check_rows(summary, plan.outputs)
+    write_json(Path(plan.paths.metrics) / "paper.json", metrics)
     text = "# Table 1's MNIST column from paper/dvc.yaml\n\n" + table(specs, summary)
-    with atomic_path(out / "table.md") as tmp:
+    with atomic_path(Path(plan.paths.results) / "table.md") as tmp:
         Path(tmp).write_text(text)
     print(text)
     return 0

@@ -112,7 +112,7 @@ def configure(argv: Sequence[str]) -> tuple[list[tuple[TrainSpec, str]], bool]:
     params = load_params(args.overrides)
     if args.run:
         spec = train_spec(run_params(params, args.run))
-        return [(spec, column_output(args.run, spec))], False
+        return [(spec, column_output(args.run, spec.train.seed))], False
     if not args.runs:
         return [(train_spec(params), "train")], False
     jobs = [(train_spec(run_params(params, name)), f"runs/{name}") for name in params.get("runs") or {}]
