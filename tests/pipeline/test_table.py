@@ -84,8 +84,8 @@ def test_the_column_is_built_run_by_run_in_clones_without_each_others_models(ray
     is built from all four runs' scores files."""
     first = repo_copy(tmp_path / "first")
     run(first, "-m", "pipeline.params", "--out", "paper/params.yaml", *TINY_COLUMN)
-    said = run(first, "-m", "dvc", "repro", "paper/dvc.yaml:train@clustering-0", "paper/dvc.yaml:train@clustering-1")
-    assert said.count("train: runs/") == 2, "a train stage per run and seed, through the Ray Train driver"
+    said = run(first, "-m", "dvc", "repro", "paper/dvc.yaml:score@clustering-0", "paper/dvc.yaml:score@clustering-1")
+    assert said.count("train: runs/") == 2, "a train stage per run and seed (a score stage's upstream), through Ray Train"
     git(first, "add", "-A")
     git(first, "commit", "-qm", "two runs of the column")
     git(tmp_path, "clone", "-q", str(first), "second")
