@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from collections.abc import Collection, Sequence
@@ -180,8 +181,14 @@ class Scaling:
             raise ConfigError(f"train.max_failures={self.max_failures} must be >= -1 (-1: no limit)")
 
 
+RAY_STORAGE = "PIXELGAN_RUNS"
+
+
 @dataclass(frozen=True)
 class Paths:
+    """The workspace's layout (``paths.*``, which dvc.yaml's deps and outs spell out) and Ray's
+    storage, ``runs``, which no parameter sets: see ``read_paths``."""
+
     data: str = "data"
     models: str = "models"
     metrics: str = "metrics"
@@ -200,6 +207,16 @@ class Paths:
     def scores(self, output: str) -> Path:
         """A paper-column model's scores file, kept in git beside its cached model."""
         return Path(self.metrics) / f"{output}_scores.json"
+
+
+def read_paths(params: dict[str, Any], keys: Collection[str] | None = None) -> Paths:
+    """``params``' layout, with Ray's storage (every run's checkpoints, curves and markers, a
+    sweep's Tune state) from ``$PIXELGAN_RUNS``, a folder or a URI, else ``runs``. Where files
+    live is no parameter of any stage, so that one commit gives one DVC lock, and one run
+    cache, on a laptop and on a cluster whose runs live in a bucket."""
+    if "runs" in (params.get("paths") or {}):
+        raise ConfigError(f"paths.runs is not a parameter: set Ray's storage with {RAY_STORAGE}=<folder or URI>")
+    return dataclasses.replace(read_section(params, Paths, "paths", keys), runs=os.environ.get(RAY_STORAGE) or "runs")
 
 
 def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:
@@ -259,7 +276,7 @@ def check_params(params: dict[str, Any]) -> None:
     for run in [params, *(run_params(params, name) for name in params.get("runs") or {})]:
         dataset_config(run)
         eval_config(run)
-        read_section(run, Paths, "paths")
+        read_paths(run)
         _train_sections(run)
         from_dict(PriorConfig, run.get("prior"), "prior.")
         model = run.get("model") or {}
@@ -274,7 +291,7 @@ def check_params(params: dict[str, Any]) -> None:
 def train_spec(params: dict[str, Any]) -> TrainSpec:
     """Build and cross-check the configs of a training run; the image shape comes from the data."""
     dataset = dataset_config(params)
-    paths = read_section(params, Paths, "paths").resolved()
+    paths = read_paths(params).resolved()
     train, scaling = _train_sections(params)
     prior = from_dict(PriorConfig, params.get("prior"), "prior.")
     metadata = read_metadata(paths.split(dataset.name, "train"), dataset)

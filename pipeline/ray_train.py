@@ -21,7 +21,7 @@ seeded permutation. Our data sets are at most ~75,000 small images, so a copy pe
 cheap, and the sampler makes a run exactly reproducible for a given number of workers; Ray
 Data's streaming earns its overhead only when data outgrows memory.
 
-Resuming: a run lives in ``<paths.runs>/<name>``, the name a hash of its identity, epochs and
+Resuming: a run lives in ``$PIXELGAN_RUNS/<name>``, the name a hash of its identity, epochs and
 layout (``run_name``; not of where its files live, so a submitted job's working copy finds
 the same run). Ray Train restores a failed worker group from the run's last checkpoint (up to
 ``train.max_failures`` times), and running a killed stage again resumes each run of the same

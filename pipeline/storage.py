@@ -1,9 +1,9 @@
-"""Ray's storage (``paths.runs``) wherever pyarrow reaches: a local folder, an NFS mount, or an
-``s3://`` / ``gs://`` URI. An S3-compatible server other than AWS is named in the URI
-(``s3://bucket/runs?endpoint_override=host:9000&scheme=http``); credentials come from each
-node's environment, as Ray's own storage reads them. Every marker, checkpoint read and
-clean-up of the pipeline's runs goes through here, never through local paths, so a cluster
-without a shared disk works as one machine does.
+"""Ray's storage (``$PIXELGAN_RUNS``, see pipeline.params.read_paths) wherever pyarrow reaches:
+a local folder, an NFS mount, or an ``s3://`` / ``gs://`` URI. An S3-compatible server other
+than AWS is named in the URI (``s3://bucket/runs?endpoint_override=host:9000&scheme=http``);
+credentials come from each node's environment, as Ray's own storage reads them. Every
+marker, checkpoint read and clean-up of the pipeline's runs goes through here, never through
+local paths, so a cluster without a shared disk works as one machine does.
 """
 
 from __future__ import annotations

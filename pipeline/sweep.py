@@ -45,7 +45,7 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.cli import command
-from pipeline.params import Paths, TrainSpec, dotted, load_params, parse_overrides, read_section, read_splits, train_spec, with_overrides
+from pipeline.params import Paths, TrainSpec, dotted, load_params, parse_overrides, read_paths, read_section, read_splits, train_spec, with_overrides
 from pipeline.ray_train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.io import atomic_path, write_json
@@ -337,7 +337,7 @@ class SweepPlan:
 
 def plan_sweep(params: dict[str, Any]) -> SweepPlan:
     sweep = read_section(params, SweepConfig, "sweep")
-    return SweepPlan(sweep, trial_specs(params, sweep), read_section(params, Paths, "paths").resolved())
+    return SweepPlan(sweep, trial_specs(params, sweep), read_paths(params).resolved())
 
 
 def configure(argv: Sequence[str]) -> SweepPlan:

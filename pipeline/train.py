@@ -66,8 +66,8 @@ def train(spec: TrainSpec, output: str) -> dict[str, Any]:
     return finish(spec, state, time.perf_counter() - started, output)
 
 
-# The runs stage's Tune experiment, under paths.runs: the last stage run's trials, each one's
-# reports (result.json) beside its Train run's own folder.
+# The runs stage's Tune experiment, in Ray's storage ($PIXELGAN_RUNS): the last stage run's
+# trials, each one's reports (result.json) beside its Train run's own folder.
 RUNS_EXPERIMENT = "runs-stage"
 
 

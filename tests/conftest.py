@@ -1,4 +1,5 @@
-"""Shared fixtures: a compile cache of this CPU's own, a fixed seed for every test, the
+"""Shared fixtures: a compile cache of this CPU's own, a fixed seed and Ray's storage
+(PIXELGAN_RUNS) in the test's own folder for every test, the
 embedded MNIST-5k loaded once, and scikit-learn's digits prepared once; tests marked ``gpu``
 are skipped where torch sees no CUDA device."""
 
@@ -23,6 +24,12 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir())
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _ray_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run a test trains, in process or in a stage it starts, under <tmp_path>/runs."""
+    monkeypatch.setenv("PIXELGAN_RUNS", str(tmp_path / "runs"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import REPO
+from pipeline.params import RAY_STORAGE, REPO
 from tests.helpers import TINY_MODEL_OVERRIDES, repo_copy, run
 from tests.pipeline.conftest import Cluster, S3Server
 
@@ -35,10 +35,12 @@ TINY_PIPELINE = [
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_dvc_repro_runs_the_whole_pipeline_on_a_running_cluster(ray_cluster: Cluster, s3_server: S3Server, tmp_path: Path) -> None:
+def test_dvc_repro_runs_the_whole_pipeline_on_a_running_cluster(ray_cluster: Cluster, s3_server: S3Server, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     repo = repo_copy(tmp_path / "repo")
     runs = f"s3://{s3_server.bucket}/{tmp_path.name}/runs?endpoint_override={s3_server.endpoint.removeprefix('http://')}&scheme=http"
-    run(repo, "-m", "pipeline.params", *TINY_PIPELINE, f"paths.runs='{runs}'")
+    monkeypatch.setenv(RAY_STORAGE, runs)
+    run(repo, "-m", "pipeline.params", *TINY_PIPELINE)
     assert os.environ["RAY_ADDRESS"] == ray_cluster.address, "dvc repro joins the running cluster"
     run(repo, "-m", "dvc", "repro")
     evaluation = json.loads((repo / "metrics/eval.json").read_text())

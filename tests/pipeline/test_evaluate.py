@@ -38,7 +38,7 @@ def stage_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str
     """Prepared digits, a saved model for the train stage and each run, and a sweep table."""
     root = tmp_path_factory.mktemp("eval")
     prepare_dataset(DatasetConfig(name="digits", validation_size=180, test_size=180), root / "data" / "digits", root / "raw")
-    overrides = TINY + [f"paths.{name}={root / name}" for name in ("data", "models", "metrics", "results", "runs")]
+    overrides = TINY + [f"paths.{name}={root / name}" for name in ("data", "models", "metrics", "results")]
     params = load_params(overrides)
     for name, path in [("train", "train.pt")] + [(n, f"runs/{n}.pt") for n in params["runs"]]:
         spec = train_spec(params if name == "train" else run_params(params, name))

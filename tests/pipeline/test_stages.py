@@ -195,6 +195,11 @@ def test_each_stage_lists_the_params_it_reads_and_no_other(
         # code always writes over (a sweep's point, its epochs) is no dependency.
         reads |= overridden
 
+    # The workspace's layout is spelled out in the stage's deps and outs, and Ray's storage is
+    # the environment's: where files live is no parameter (pipeline.params.read_paths).
+    reads = {key for key in reads if not key.startswith("paths.")}
+    assert not [key for key in listed if key == "paths" or key.startswith("paths.")], f"{name} lists paths in its params"
+
     def covered(key: str) -> bool:
         return any(key == entry or key.startswith(f"{entry}.") for entry in listed)
 

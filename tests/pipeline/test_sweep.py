@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pipeline.params import load_params
+from pipeline.params import RAY_STORAGE, load_params
 from pipeline.sweep import (
     SweepConfig,
     epochs_table,
@@ -214,20 +214,21 @@ def experiments(runs: str) -> set[str]:
     return {path.split("/")[0] for path in stored(runs, "*/*") if re.fullmatch(r"sweep-[0-9a-f]{10}", path.split("/")[0])}
 
 
-def killed_sweep(root: str, data: str, runs: str) -> None:
-    run_sweep(plan_sweep(sweep_params(Path(root), Path(data), f"paths.runs='{runs}'")), callbacks=[KillOnFirstFinishedTrial()])
+def killed_sweep(root: str, data: str) -> None:
+    run_sweep(plan_sweep(sweep_params(Path(root), Path(data))), callbacks=[KillOnFirstFinishedTrial()])
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_only_shared_runs(
-    ray_cluster: Cluster, s3_server: S3Server, digits: Path, tmp_path: Path
+    ray_cluster: Cluster, s3_server: S3Server, digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tune's experiments and the trials' Train runs in the S3 bucket: a sweep killed as its
     first trial finishes, run again with a changed grid, reports the new grid's points, reuses
     the finished run of a shared point and trains none of the old grid's."""
     runs = s3_runs(s3_server, tmp_path)
-    code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r}, {runs!r})"
+    monkeypatch.setenv(RAY_STORAGE, runs)  # here and in the process it starts
+    code = f"from tests.pipeline.test_sweep import killed_sweep; killed_sweep({str(tmp_path)!r}, {str(digits)!r})"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     finished = {PurePosixPath(path).parts[0]: storage.read_bytes(storage.join(runs, path))
@@ -238,7 +239,7 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
 
     # The changed grid keeps the points whose trials finished (which trials finish first is the
     # cluster's to decide), drops one that did not, and adds a new size of the same prior.
-    first = sweep_params(tmp_path, digits, f"paths.runs='{runs}'")
+    first = sweep_params(tmp_path, digits)
     first_sweep = from_dict(SweepConfig, first["sweep"])
     points = {trial_run_name(first_sweep, spec): (spec.model.prior.kind, spec.model.prior.dim)
               for spec in trial_specs(first, first_sweep)}
@@ -248,7 +249,7 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     sizes = {k: [d for kk, d in points.values() if kk == k] for k in ("gaussian", "categorical")}
     sizes[kind] = [d for d in sizes[kind] if d != out] + [max(sizes[kind]) + 1]
     grid = [f"sweep.{k}=[{','.join(map(str, v))}]" for k, v in sizes.items()]
-    changed = sweep_params(tmp_path, digits, f"paths.runs='{runs}'", *grid)
+    changed = sweep_params(tmp_path, digits, *grid)
     rows = run_sweep(plan_sweep(changed))
 
     sweep = from_dict(SweepConfig, changed["sweep"])

@@ -19,7 +19,7 @@ import torch
 from pipeline import storage
 from pipeline import ray_train
 from pipeline import train as train_stage
-from pipeline.params import REPO, load_params, read_splits, run_params, train_spec, with_overrides
+from pipeline.params import RAY_STORAGE, REPO, load_params, read_splits, run_params, train_spec, with_overrides
 from pipeline.ray_train import DRIVER_CPU, FINISHED, SharedSplits, final_state, fit_on_ray, run_name, runs_at_once
 from pipeline.train import RUNS_EXPERIMENT, configure, finish, main, train_runs, write_outputs
 from pixelgan import __main__ as one_process
@@ -54,12 +54,12 @@ SUPERVISED_ONLY = {"sup_loss", "sup_acc", "val_error"}
 
 
 def s3_runs(server: S3Server, tmp_path: Path) -> str:
-    """A folder of its own in the test's S3 bucket, as paths.runs."""
+    """A folder of its own in the test's S3 bucket, as PIXELGAN_RUNS."""
     return f"s3://{server.bucket}/{tmp_path.name}/runs?endpoint_override={server.endpoint.removeprefix('http://')}&scheme=http"
 
 
 def overrides(root: Path, data: Path) -> list[str]:
-    return TINY + [f"paths.data={data}", f"paths.models={root}/models", f"paths.metrics={root}/metrics", f"paths.runs={root}/runs"]
+    return TINY + [f"paths.data={data}", f"paths.models={root}/models", f"paths.metrics={root}/metrics"]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,9 @@ def test_bad_values_fail_before_any_worker_starts(
 @pytest.fixture(scope="module")
 def finished_run(ray_cluster: Cluster, digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("run")
-    assert main(overrides(root, digits)) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RAY_STORAGE, str(root / "runs"))
+        assert main(overrides(root, digits)) == 0
     return root
 
 
@@ -118,7 +120,8 @@ def test_a_two_worker_run_reports_every_metric_and_a_loadable_model(finished_run
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_running_a_finished_stage_again_starts_afresh(finished_run: Path, digits: Path) -> None:
+def test_running_a_finished_stage_again_starts_afresh(finished_run: Path, digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RAY_STORAGE, str(finished_run / "runs"))
     (run,) = (finished_run / "runs").iterdir()
     first = (run / FINISHED).stat().st_mtime_ns
     assert main(overrides(finished_run, digits)) == 0
@@ -168,16 +171,16 @@ def test_a_worker_killed_mid_epoch_resumes_to_the_same_model(finished_run: Path,
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Cluster, digits: Path, tmp_path: Path,
-                                                              s3_server: S3Server) -> None:
+                                                              s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """The train stage as a submitted job, its Ray storage on S3: the outputs DVC reads land
     where the stage runs, the run and its FINISHED marker in the bucket."""
     ray = Path(sys.executable).parent / "ray"
     runs = s3_runs(s3_server, tmp_path)
-    entrypoint = ["python", "-m", "pipeline.train", *overrides(tmp_path, digits), f"paths.runs='{runs}'"]  # quoted: = and ? in a Hydra value
+    entrypoint = ["python", "-m", "pipeline.train", *overrides(tmp_path, digits)]
     done = subprocess.run(
         [
             str(ray), "job", "submit", "--address", ray_cluster.dashboard, "--working-dir", str(REPO),
-            "--runtime-env-json", json.dumps({"env_vars": DRIVERS_ON_LOOPBACK}), "--", *entrypoint,
+            "--runtime-env-json", json.dumps({"env_vars": {**DRIVERS_ON_LOOPBACK, RAY_STORAGE: runs}}), "--", *entrypoint,
         ],
         capture_output=True, text=True, env=ray_env(), timeout=900,
     )
@@ -186,7 +189,8 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
-    spec = train_spec(load_params(overrides(tmp_path, digits) + [f"paths.runs='{runs}'"]))
+    monkeypatch.setenv(RAY_STORAGE, runs)
+    spec = train_spec(load_params(overrides(tmp_path, digits)))
     assert storage.exists(storage.join(runs, run_name(spec), FINISHED)), "the run, finished, in the bucket"
 
 
