@@ -21,12 +21,16 @@ rung of epochs by ``sweep.metric`` (every trial reports every epoch).
 Outputs: results/sweep.parquet and results/sweep.csv (a row per trial: its parameters, its
 last metrics, checkpoint path, relative to the project, and wall time),
 results/sweep_epochs.csv (a row per trial and epoch it trained, from its last checkpoint's
-history: every metric it reported and the training time so far), results/best.json (the best trial of each prior by
-``sweep.metric``) and results/sweep.png (``sweep.metric`` against training time, a line per
-trial: DVC draws sweep.csv's last values, but a DVC plot cannot draw one line per trial of one file). A sweep killed half-way, run again, keeps its finished trials and resumes the rest:
-each trial's Train run is named by the sweep and its identity (``trial_run_name``), not by
-Tune's trial id, and the Tune experiment by a digest of its trials (``experiment_name``), so
-a new Tuner's trials find their runs, and a changed grid never resumes the old one.
+history: every metric it reported and the training time so far), results/best.json (the
+best trial of each prior by ``sweep.metric``), results/sweep.png (``sweep.metric`` against
+training time, a line per trial: a DVC plot cannot draw one line per trial of one file) and
+results/sweep_experiment.json (the Tune experiment, for ``python -m pipeline.experiment``).
+
+A sweep killed half-way, run again, keeps its finished trials and resumes the rest: each
+trial's Train run is named by the sweep and its identity (``trial_run_name``), not by Tune's
+trial id, and the Tune experiment by a digest of its trials (``experiment_name``), so a new
+Tuner's trials find their runs, and a changed grid never resumes the old one. A finished
+sweep run again trains afresh into a new experiment beside the old one (``sweep_experiment``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from typing import Any
 from pipeline import storage
 from pipeline.cli import command
 from pipeline.params import Paths, TrainSpec, dotted, load_params, parse_overrides, read_paths, read_section, read_splits, train_spec, with_overrides
-from pipeline.ray_train import FINISHED, SharedSplits, Trial, checkpoint_folder, run_name, tuner_over, whole_checkpoint
+from pipeline.ray_train import FINISHED, SharedSplits, Trial, checkpoint_folder, connect, run_name, tuner_over, whole_checkpoint
 from pixelgan.config import ConfigError, PriorConfig
 from pixelgan.io import atomic_path, write_json
 
@@ -197,7 +201,19 @@ def experiment_name(sweep: SweepConfig, specs: list[TrainSpec]) -> str:
     return f"{sweep.name}-{hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
-def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits, runs: str, callbacks: list[Any]) -> Any:
+def sweep_experiment(runs: str, name: str) -> tuple[str, bool]:
+    """The experiment folder this run of the sweep writes, and whether its trials start afresh:
+    ``name``, or ``name-2``, ``name-3``, ... after each finished one. A finished sweep is kept
+    for inspection (pipeline/experiment.py), never resumed; a killed one is resumed."""
+    attempt, chosen = 1, name
+    while storage.exists(storage.join(runs, chosen, FINISHED)):
+        attempt += 1
+        chosen = f"{name}-{attempt}"
+    return chosen, attempt > 1 and not storage.exists(storage.join(runs, chosen))
+
+
+def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits, runs: str, callbacks: list[Any],
+                experiment: str) -> Any:
     """The trials' Tuner (``tuner_over``), searching by ``sweep.metric``, with ASHA if asked."""
     from ray.tune.schedulers import ASHAScheduler
 
@@ -208,7 +224,7 @@ def build_tuner(sweep: SweepConfig, specs: list[TrainSpec], splits: SharedSplits
             grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor,
         )
     trials = [Trial(spec, trial_run_name(sweep, spec), point) for spec, point in zip(specs, sweep.points())]
-    return tuner_over(trials, splits, experiment=experiment_name(sweep, specs), runs=runs, callbacks=callbacks,
+    return tuner_over(trials, splits, experiment=experiment, runs=runs, callbacks=callbacks,
                       metric=sweep.metric, mode=sweep.mode, scheduler=scheduler)
 
 
@@ -288,9 +304,8 @@ def best_per_prior(rows: list[dict[str, Any]], sweep: SweepConfig) -> dict[str, 
     return best
 
 
-def write_outputs(
-    rows: list[dict[str, Any]], epochs: list[dict[str, Any]], best: dict[str, Any], sweep: SweepConfig, results: Path
-) -> None:
+def write_outputs(rows: list[dict[str, Any]], epochs: list[dict[str, Any]], best: dict[str, Any], sweep: SweepConfig,
+                  results: Path, experiment: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -307,6 +322,7 @@ def write_outputs(
     with atomic_path(results / "sweep_epochs.csv") as tmp:
         pyarrow.csv.write_csv(pa.Table.from_pylist(epochs, schema=_epochs_schema()), tmp)
     write_json(results / "best.json", best)
+    write_json(results / "sweep_experiment.json", {"experiment": project_relative(experiment), "trials": len(rows)})
     figure, axes = plt.subplots(figsize=(6, 4))
     prior_of = {row["trial"]: row["prior"] for row in rows}
     colours = {prior: f"C{i}" for i, prior in enumerate(sorted(set(prior_of.values())))}
@@ -347,19 +363,16 @@ def configure(argv: Sequence[str]) -> SweepPlan:
 
 def run_sweep(plan: SweepPlan, callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
     sweep, specs, paths = plan.sweep, plan.specs, plan.paths
-    experiment = storage.join(paths.runs, experiment_name(sweep, specs))
-    if storage.exists(storage.join(experiment, FINISHED)):  # a finished sweep is never resumed: this is a new one
-        storage.remove_tree(experiment)
+    name, afresh = sweep_experiment(paths.runs, experiment_name(sweep, specs))
+    experiment = storage.join(paths.runs, name)
+    if afresh:  # its trials' Train runs finished in the last one: train them again, not resume them
         for spec in specs:
             storage.remove_tree(storage.join(paths.runs, trial_run_name(sweep, spec)))
-    import ray
-
-    if not ray.is_initialized():
-        ray.init()
+    connect()
     splits = SharedSplits.put(read_splits(specs[0].paths, specs[0].dataset, test=False))  # one data set (trial_specs)
-    grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks)).fit()
+    grid = build_tuner(sweep, specs, splits, paths.runs, list(callbacks), name).fit()
     rows = results_table(grid)
-    write_outputs(rows, epochs_table(grid, paths.runs), best_per_prior(rows, sweep), sweep, Path(paths.results))
+    write_outputs(rows, epochs_table(grid, paths.runs), best_per_prior(rows, sweep), sweep, Path(paths.results), experiment)
     storage.touch(storage.join(experiment, FINISHED))
     return rows
 

@@ -4,6 +4,7 @@ MNIST column from the pipeline's own runs, built from small files kept in git.
     uv run dvc repro paper/dvc.yaml                             # every stage; these run in paper/
     cd paper && python -m pipeline.table --score clustering train.seed=0   # one model's scores
     cd paper && python -m pipeline.table                        # the column from those scores
+    cd paper && python -m pipeline.table --stages               # score@<run>-<seed>, one a line
 
 ``--score RUN`` (the ``score@<run>-<seed>`` stage, once ``train@<run>-<seed>`` has trained
 the model) scores the model ``models/runs/<run>-seed<seed>.pt`` with the library's
@@ -20,7 +21,8 @@ and writes:
 
 So the column is built run by run on whatever machines are at hand: a clone holding some
 runs' lock entries and score files trains only the rest (``dvc repro --allow-missing``,
-docs/pipeline.md). The configuration is fixed in conf/ before the runs; nothing here
+docs/pipeline.md), and ``--stages`` names every run's stage for DVC's queue, which trains
+them side by side. The configuration is fixed in conf/ before the runs; nothing here
 chooses. The test split enters the test figures only.
 """
 
@@ -55,13 +57,13 @@ def measure(spec: RunSpec) -> tuple[str, str, str]:
         "clustering.val_error_paper_rule", "clustering.error_paper_rule"
 
 
-def column_outputs(params: dict[str, Any]) -> list[str]:
-    """Every model of the column by its output name (runs/<run>-seed<seed>)."""
+def column_runs(params: dict[str, Any]) -> list[tuple[str, int]]:
+    """Every model of the column as its run and seed."""
     column = params.get("column") or {}
     if not column.get("runs") or len(column.get("seeds") or []) < 2:
         raise ConfigError("column.runs must name the runs and column.seeds at least two seeds, "
                           "for a mean ± std (+experiment=paper_column)")
-    return [column_output(name, seed) for name in column["runs"] for seed in column["seeds"]]
+    return [(name, seed) for name in column["runs"] for seed in column["seeds"]]
 
 
 def score_run(plan: Scoring) -> dict[str, Any]:
@@ -137,6 +139,13 @@ class Scoring:
 
 
 @dataclass(frozen=True)
+class Stages:
+    """``--stages``: the column's score stages (each with its train stage upstream)."""
+
+    names: list[str]
+
+
+@dataclass(frozen=True)
 class Column:
     """The column to build: every model's output name, and where the files are."""
 
@@ -144,10 +153,12 @@ class Column:
     paths: Paths
 
 
-def configure(argv: Sequence[str]) -> Scoring | Column:
+def configure(argv: Sequence[str]) -> Scoring | Stages | Column:
     """All the stage reads of its params file, as paper/dvc.yaml lists it."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.table", description=main.__doc__)
-    parser.add_argument("--score", metavar="RUN", help="score the column's model of RUN at train.seed")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--score", metavar="RUN", help="score the column's model of RUN at train.seed")
+    which.add_argument("--stages", action="store_true", help="print every run's score stage, for `dvc exp run --queue`")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE")
     args = parser.parse_args(argv)
     params = load_params(args.overrides)
@@ -155,13 +166,20 @@ def configure(argv: Sequence[str]) -> Scoring | Column:
         spec = train_spec(run_params(params, args.score))
         scoring = read_section(params, EvalConfig, "eval", ["posterior_draws", "seed", "figure_rows", "figure_columns"])
         return Scoring(spec, scoring, column_output(args.score, spec.train.seed))
-    return Column(column_outputs(params), read_section(params, Paths, "paths", ["metrics", "results"]))
+    if args.stages:
+        return Stages([f"score@{name}-{seed}" for name, seed in column_runs(params)])
+    outputs = [column_output(name, seed) for name, seed in column_runs(params)]
+    return Column(outputs, read_section(params, Paths, "paths", ["metrics", "results"]))
 
 
 @command("table")
 def main(argv: Sequence[str]) -> int:
-    """``python -m pipeline.table [--score RUN] [overrides]``: one model's scores, or the column."""
+    """``python -m pipeline.table [--score RUN | --stages] [overrides]``: one model's scores,
+    the column's stages, or the column."""
     plan = configure(argv)
+    if isinstance(plan, Stages):
+        print("\n".join(plan.names))
+        return 0
     if isinstance(plan, Scoring):
         record = score_run(plan)
         print(f"table: {plan.output}: {json.dumps(record['scores'])}")

@@ -27,7 +27,7 @@ import torch
 from pipeline import storage
 from pipeline.cli import command
 from pipeline.params import TrainSpec, column_output, load_params, read_splits, run_params, train_spec
-from pipeline.ray_train import (FINISHED, SharedSplits, Trial, checkpoint_folder, clear_finished, final_state, fit_on_ray,
+from pipeline.ray_train import (FINISHED, SharedSplits, Trial, checkpoint_folder, clear_finished, connect, final_state, fit_on_ray,
                                 run_name, tuner_over, whole_checkpoint)
 from pixelgan.config import ConfigError
 from pixelgan.io import atomic_path, write_json
@@ -35,14 +35,17 @@ from pixelgan.io import atomic_path, write_json
 def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, Any]:
     """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
     (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws). The metrics name
-    the precision and layout the step ran in (rank 0's, as ``auto`` resolved there).
+    the precision and layout the step ran in (rank 0's, as ``auto`` resolved there), and when
+    the run trained (Unix seconds), so that runs queued side by side show they overlapped.
 
     Every path is absolute: under `ray job submit` the driver's working directory can be
     gone by now, as Ray removes the job's unpacked working_dir once the trainer's actors end.
     """
     with atomic_path(Path(spec.paths.models) / f"{name}.pt") as tmp:
         torch.save(state, tmp)
-    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, **state.get("speed", {}))
+    finished = time.time()
+    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, started_at=finished - wall_time,
+                   finished_at=finished, **state.get("speed", {}))
     write_json(Path(spec.paths.metrics) / f"{name}.json", metrics)
     write_json(Path(spec.paths.metrics) / f"{name}_curves.json", state["history"])
     return metrics
@@ -76,14 +79,11 @@ def train_runs(jobs: list[tuple[TrainSpec, str]]) -> None:
     one copy of their data; then, in this process, write each run's outputs from its final
     checkpoint. A failed run fails the stage with its error, and no run is marked finished,
     so the stage run again resumes every run (a run trained to its end is not trained again)."""
-    import ray
-
     first = jobs[0][0]
     for spec, _ in jobs:
         clear_finished(spec)
     storage.remove_tree(storage.join(first.paths.runs, RUNS_EXPERIMENT))  # never restored: its runs resume by name
-    if not ray.is_initialized():
-        ray.init()
+    connect()
     splits = SharedSplits.put(read_splits(first.paths, first.dataset, test=False))  # one data set (configure)
     trials = [Trial(spec, run_name(spec), {"run": Path(output).name}) for spec, output in jobs]
     trials.sort(key=lambda trial: trial.spec.train.epochs * trial.spec.scaling.num_workers * trial.spec.scaling.cpus_per_worker,

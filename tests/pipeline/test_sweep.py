@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+import pipeline.experiment
 from pipeline import storage
 from pipeline.params import RAY_STORAGE, load_params
 from pipeline.sweep import (
@@ -24,11 +25,12 @@ from pipeline.sweep import (
     project_relative,
     plan_sweep,
     run_sweep,
+    sweep_experiment,
     trial_run_name,
     trial_specs,
     whole_checkpoint,
 )
-from pipeline.ray_train import runs_at_once
+from pipeline.ray_train import FINISHED, runs_at_once
 from pixelgan.checkpoint import checkpoint_state, save_checkpoint
 from pixelgan.config import ConfigError, from_dict
 from pixelgan.model import PixelGAN
@@ -221,7 +223,8 @@ def killed_sweep(root: str, data: str) -> None:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_only_shared_runs(
-    ray_cluster: Cluster, s3_server: S3Server, digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: Cluster, s3_server: S3Server, digits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Tune's experiments and the trials' Train runs in the S3 bucket: a sweep killed as its
     first trial finishes, run again with a changed grid, reports the new grid's points, reuses
@@ -274,3 +277,18 @@ def test_a_sweep_killed_half_way_then_given_another_grid_runs_that_grid_reusing_
     assert (tmp_path / "results/sweep.png").stat().st_size > 0
     for row in rows:
         assert stored(runs, f"sweep-*/{row['trial']}/events.out.tfevents*"), f"no TensorBoard events in {row['trial']}"
+    assert pipeline.experiment.main([str(tmp_path / "results/sweep_experiment.json")]) == 0, "the bucket's experiment"
+    shown = capsys.readouterr().out
+    assert f"{len(rows)} trials" in shown and all(row["trial"].rsplit("-", 1)[1] in shown for row in rows), shown
+
+
+def test_a_finished_sweep_run_again_trains_afresh_beside_it_and_a_killed_one_resumes(tmp_path: Path) -> None:
+    runs = str(tmp_path / "runs")
+    assert sweep_experiment(runs, "sweep-abc") == ("sweep-abc", False), "the first: its trials' runs may be reused"
+    storage.touch(storage.join(runs, "sweep-abc", FINISHED))
+    assert sweep_experiment(runs, "sweep-abc") == ("sweep-abc-2", True)
+    (tmp_path / "runs/sweep-abc-2").mkdir()  # started, then killed
+    assert sweep_experiment(runs, "sweep-abc") == ("sweep-abc-2", False)
+    storage.touch(storage.join(runs, "sweep-abc-2", FINISHED))
+    assert sweep_experiment(runs, "sweep-abc") == ("sweep-abc-3", True)
+    assert (tmp_path / "runs/sweep-abc" / FINISHED).exists(), "the finished ones are kept"

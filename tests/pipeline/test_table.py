@@ -57,9 +57,9 @@ def test_the_table_is_built_from_the_scores_files_alone_and_checks_them(
         write_json(plan.spec.paths.scores(f"runs/{run}-seed{seed if named is None else named}"),
                    {"spec": plan.spec.run.to_dict(), "scores": scores})
 
-    for run in ("clustering", "semi_100"):
+    for name in ("clustering", "semi_100"):
         for seed in (0, 1):
-            write_scores(run, seed)
+            write_scores(name, seed)
     assert pipeline.table.main([*TINY_COLUMN, *paths[1:]]) == 0, "paths.data names nothing: no data read"
     table = (tmp_path / "results/table.md").read_text()
     assert "| clustering | clustering error %, 30 categories (paper's rule) | 10.50 ±0.71 | 10.50 ±0.71 | 5.27 ±1.81 | 2 | 1 |" in table
@@ -79,13 +79,24 @@ def git(repo: Path, *args: str) -> None:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_column_is_built_run_by_run_in_clones_without_each_others_models(ray_cluster: Cluster, tmp_path: Path) -> None:
-    """Two runs trained and committed in one clone; a fresh clone (no model, data or DVC cache
-    of the first) trains only the other two with `dvc repro --allow-missing`, and the table
-    is built from all four runs' scores files."""
+    """Two runs trained side by side through DVC's queue on the two-node cluster, collected
+    from DVC's run cache and committed in one clone; a fresh clone (no model, data or DVC
+    cache of the first) trains only the other two with `dvc repro --allow-missing`, and the
+    table is built from all four runs' scores files."""
     first = repo_copy(tmp_path / "first")
     run(first, "-m", "pipeline.params", "--out", "paper/params.yaml", *TINY_COLUMN)
-    said = run(first, "-m", "dvc", "repro", "paper/dvc.yaml:score@clustering-0", "paper/dvc.yaml:score@clustering-1")
-    assert said.count("train: runs/") == 2, "a train stage per run and seed (a score stage's upstream), through Ray Train"
+    run(first, "-m", "dvc", "repro", "paper/dvc.yaml:prepare")
+    git(first, "add", "-A")
+    git(first, "commit", "-qm", "the column's data")
+    stages = run(first / "paper", "-m", "pipeline.table", "--stages").split()
+    assert stages == ["score@clustering-0", "score@clustering-1", "score@semi_100-0", "score@semi_100-1"]
+    for stage in stages[:2]:
+        run(first, "-m", "dvc", "exp", "run", "--queue", f"paper/dvc.yaml:{stage}")
+    run(first, "-m", "dvc", "exp", "run", "--run-all", "--jobs", "2")
+    said = run(first, "-m", "dvc", "repro", *(f"paper/dvc.yaml:{stage}" for stage in stages[:2]))
+    assert said.count("is cached - skipping run") == 4 and "Running stage" not in said, said  # train and score, twice
+    trained = [json.loads((first / f"paper/metrics/runs/clustering-seed{seed}.json").read_text()) for seed in (0, 1)]
+    assert max(entry["started_at"] for entry in trained) < min(entry["finished_at"] for entry in trained), "side by side"
     git(first, "add", "-A")
     git(first, "commit", "-qm", "two runs of the column")
     git(tmp_path, "clone", "-q", str(first), "second")

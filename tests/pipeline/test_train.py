@@ -264,7 +264,8 @@ def test_a_checkpoint_from_before_the_speed_record_still_writes_its_outputs(digi
     spec = train_spec(load_params(overrides(tmp_path, digits)))
     state = {"metrics": {"val_nll": 80.0}, "epoch": 2, "history": [{"epoch": 1, "val_nll": 90.0}]}
     metrics = write_outputs(spec, state, wall_time=1.0)
-    assert metrics == {"val_nll": 80.0, "epochs": 2, "wall_time_s": 1.0}
+    assert metrics == {"val_nll": 80.0, "epochs": 2, "wall_time_s": 1.0, "started_at": metrics["finished_at"] - 1.0,
+                       "finished_at": metrics["finished_at"]}
     assert json.loads((tmp_path / "metrics/train.json").read_text()) == metrics
     with_speed = write_outputs(spec, state | {"speed": {"precision": "fp32"}}, wall_time=1.0)
     assert with_speed["precision"] == "fp32"
