@@ -12,6 +12,7 @@ one-worker Ray job train the same model from the same spec.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,14 @@ from pixelgan.speed import accelerated, resolve
 VALIDATION_BATCH = 256
 
 
+def tensor_over(array: Any) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory. Ray's object store hands its arrays over read-only,
+    on which torch warns that a write would be undefined; no dataset here writes its images."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array)
+
+
 def datasets(spec: RunSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
     """Training, validation, and (semi-supervised runs) the labelled rows of the training split,
     drawn by the run's seed, the same on every worker."""
@@ -40,7 +49,7 @@ def datasets(spec: RunSpec, splits: Splits) -> tuple[ImageDataset, ImageDataset,
     likelihood = spec.model.decoder.likelihood
 
     def dataset(images: Any, labels: Any, binarize: str, **moves: float) -> ImageDataset:
-        return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), likelihood=likelihood, binarize=binarize, **moves)
+        return ImageDataset(tensor_over(images), tensor_over(labels), likelihood=likelihood, binarize=binarize, **moves)
 
     labelled = None
     if spec.train.semi_supervised:

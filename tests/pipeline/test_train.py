@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import os
 import shutil
 import signal
@@ -186,6 +187,10 @@ def test_ray_job_submit_runs_the_stage_on_the_two_node_cluster(ray_cluster: Clus
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
+    log = done.stdout + done.stderr  # the job's whole log, every worker's lines streamed to it
+    assert "Traceback" not in log and "UserWarning" not in log, log
+    epochs = [line for line in log.splitlines() if re.search(r"\bepoch [12]/2 ", line)]
+    assert len(epochs) == 2, "each epoch's line once (rank 0's), not twice through Ray Train's print patch:\n" + "\n".join(epochs)
     metrics = json.loads((tmp_path / "metrics/train.json").read_text())
     assert METRICS <= set(metrics) and metrics["epochs"] == 2
     model_from_checkpoint(torch.load(tmp_path / "models/train.pt", weights_only=True))
