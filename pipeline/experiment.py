@@ -4,9 +4,9 @@
     uv run python -m pipeline.experiment search/results/sweep_experiment.json
     uv run python -m pipeline.experiment runs/runs-stage       # any experiment folder or URI
 
-The sweep stage names its experiment in results/sweep_experiment.json: a folder relative to
-the folder the stage ran in (the file's results/ folder's parent), or the URI of a bucket
-($PIXELGAN_RUNS), which any clone with the bucket's credentials reads. Tune's own
+The sweep stage names its experiment in results/sweep_experiment.json: a folder, relative to
+that file's own, on the machine that ran it, or the URI of a bucket ($PIXELGAN_RUNS), which
+any clone with the bucket's credentials reads. Tune's own
 ``ExperimentAnalysis`` loads it; every trial's reported metrics are also TensorBoard
 event files in its folder: ``tensorboard --logdir <experiment>``.
 """
@@ -32,11 +32,13 @@ def experiment_location(named: str) -> str:
     if not named.endswith(".json"):
         return named
     path = Path(named)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; the sweep stage writes it (dvc repro sweep)")
     try:
         location = json.loads(path.read_text())["experiment"]
-    except (OSError, ValueError, KeyError) as error:
+    except (ValueError, KeyError) as error:
         raise ConfigError(f"{path}: not a sweep_experiment.json the sweep stage wrote ({error})") from error
-    return location if storage.is_uri(location) else str(path.resolve().parent.parent / location)
+    return location if storage.is_uri(location) else str((path.resolve().parent / location).resolve())
 
 
 def trials(location: str) -> list[dict[str, Any]]:
@@ -57,6 +59,7 @@ def trials(location: str) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as aligned text, a trial a line."""
     import pandas  # Tune's ExperimentAnalysis needs it too
 
     return pandas.DataFrame(rows).to_string(index=False, float_format="{:.4g}".format)
@@ -71,7 +74,7 @@ def main(argv: Sequence[str]) -> int:
     rows = trials(location)
     print(f"{location}: {len(rows)} trials")
     print(table(rows))
-    print(f"curves: uv run tensorboard --logdir {location} --host 127.0.0.1")
+    print(f"curves: uv run tensorboard --logdir {location.partition('?')[0]} --host 127.0.0.1")
     return 0
 
 

@@ -209,14 +209,14 @@ class Paths:
         return Path(self.metrics) / f"{output}_scores.json"
 
 
-def read_paths(params: dict[str, Any], keys: Collection[str] | None = None) -> Paths:
+def read_paths(params: dict[str, Any]) -> Paths:
     """``params``' layout, with Ray's storage (every run's checkpoints, curves and markers, a
     sweep's Tune state) from ``$PIXELGAN_RUNS``, a folder or a URI, else ``runs``. Where files
     live is no parameter of any stage, so that one commit gives one DVC lock, and one run
     cache, on a laptop and on a cluster whose runs live in a bucket."""
     if "runs" in (params.get("paths") or {}):
         raise ConfigError(f"paths.runs is not a parameter: set Ray's storage with {RAY_STORAGE}=<folder or URI>")
-    return dataclasses.replace(read_section(params, Paths, "paths", keys), runs=os.environ.get(RAY_STORAGE) or "runs")
+    return dataclasses.replace(read_section(params, Paths, "paths"), runs=os.environ.get(RAY_STORAGE) or "runs")
 
 
 def read_splits(paths: Paths, dataset: DatasetConfig, test: bool = True) -> Splits:

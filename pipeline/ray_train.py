@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import logging
 import pickle
 import tempfile
 from collections.abc import Sequence
@@ -48,6 +47,7 @@ import torch
 
 from pipeline import storage
 from pipeline.params import TrainSpec
+from pipeline.quiet import QUIET_ENV, SETUP_HOOK
 from pixelgan.checkpoint import EpochCheckpoints, load_checkpoint, rng_state
 from pixelgan.config import run_identity
 from pixelgan.data.parquet import Splits
@@ -170,39 +170,14 @@ def run_name(spec: TrainSpec, prefix: str = "train") -> str:
     return f"{prefix}-{spec.dataset.name}-{spec.model.prior.kind}-{spec.model.prior.dim}-{digest[:10]}"
 
 
-# Ray Train's print patch sends each line a worker prints to its logger as well, and both
-# reach the driver: every epoch line shown twice. Off, a print is shown once.
-QUIET_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
-
-
-class HarmlessStartupTimeout(logging.Filter):
-    """Ray Train's first resource request can outwait its 5-second limit while the autoscaling
-    coordinator actor starts (a loaded machine); Ray logs the GetTimeoutError's traceback and
-    carries on. Shown as one line; any other failure as Ray logs it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from ray.exceptions import GetTimeoutError
-
-        if record.exc_info and isinstance(record.exc_info[1], GetTimeoutError):
-            record.msg, record.args, record.exc_info, record.exc_text = (
-                "Ray Train's resource request waited over 5 s for the autoscaling coordinator; retried", None, None, None)
-        return True
-
-
-def quiet_logs() -> None:
-    """Every worker process's setup (Ray's worker_process_setup_hook)."""
-    logging.getLogger("ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client").addFilter(
-        HarmlessStartupTimeout())
-
-
 def connect() -> None:
     """Join the cluster ``RAY_ADDRESS`` names (or one ``ray start`` left here), or start a local
-    Ray, with the job's processes set up for a quiet log: Ray's known-harmless messages are
-    silenced or shortened at their source, anything else shows as Ray logs it."""
+    Ray, with every process of the job set up for a quiet log (pipeline/quiet.py). A no-op
+    where Ray is already up: then its settings are whoever started it's."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(runtime_env={"env_vars": QUIET_ENV, "worker_process_setup_hook": "pipeline.ray_train.quiet_logs"})
+        ray.init(runtime_env={"env_vars": QUIET_ENV, "worker_process_setup_hook": SETUP_HOOK})
 
 
 def fit_on_ray(

@@ -39,6 +39,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -322,7 +323,8 @@ def write_outputs(rows: list[dict[str, Any]], epochs: list[dict[str, Any]], best
     with atomic_path(results / "sweep_epochs.csv") as tmp:
         pyarrow.csv.write_csv(pa.Table.from_pylist(epochs, schema=_epochs_schema()), tmp)
     write_json(results / "best.json", best)
-    write_json(results / "sweep_experiment.json", {"experiment": project_relative(experiment), "trials": len(rows)})
+    where = experiment if storage.is_uri(experiment) else os.path.relpath(experiment, results)  # as the file is moved
+    write_json(results / "sweep_experiment.json", {"experiment": where, "trials": len(rows)})
     figure, axes = plt.subplots(figsize=(6, 4))
     prior_of = {row["trial"]: row["prior"] for row in rows}
     colours = {prior: f"C{i}" for i, prior in enumerate(sorted(set(prior_of.values())))}

@@ -32,28 +32,29 @@ from pipeline.ray_train import (FINISHED, SharedSplits, Trial, checkpoint_folder
 from pixelgan.config import ConfigError
 from pixelgan.io import atomic_path, write_json
 
-def write_outputs(spec: TrainSpec, state: dict[str, Any], wall_time: float, name: str = "train") -> dict[str, Any]:
+def write_outputs(spec: TrainSpec, state: dict[str, Any], trained: tuple[float, float], name: str = "train") -> dict[str, Any]:
     """The stage's outputs: models/<name>.pt, metrics/<name>.json and the per-epoch curves
     (metrics/<name>_curves.json, a list of rows that `dvc plots show` draws). The metrics name
     the precision and layout the step ran in (rank 0's, as ``auto`` resolved there), and when
-    the run trained (Unix seconds), so that runs queued side by side show they overlapped.
+    the run trained, ``trained``: its start and end in Unix seconds (this stage's attempt, so
+    that runs queued side by side show they overlapped).
 
     Every path is absolute: under `ray job submit` the driver's working directory can be
     gone by now, as Ray removes the job's unpacked working_dir once the trainer's actors end.
     """
     with atomic_path(Path(spec.paths.models) / f"{name}.pt") as tmp:
         torch.save(state, tmp)
-    finished = time.time()
-    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=wall_time, started_at=finished - wall_time,
+    started, finished = trained
+    metrics = dict(state["metrics"], epochs=state["epoch"], wall_time_s=finished - started, started_at=started,
                    finished_at=finished, **state.get("speed", {}))
     write_json(Path(spec.paths.metrics) / f"{name}.json", metrics)
     write_json(Path(spec.paths.metrics) / f"{name}_curves.json", state["history"])
     return metrics
 
 
-def finish(spec: TrainSpec, state: dict[str, Any], wall_time: float, output: str) -> dict[str, Any]:
+def finish(spec: TrainSpec, state: dict[str, Any], trained: tuple[float, float], output: str) -> dict[str, Any]:
     """In the stage's own process: write the outputs DVC looks for, then mark the run finished."""
-    metrics = write_outputs(spec, state, wall_time, output)
+    metrics = write_outputs(spec, state, trained, output)
     storage.touch(storage.join(spec.paths.runs, run_name(spec), FINISHED))
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items()))
     print(f"train: {output} ({run_name(spec)}) finished: {shown}")
@@ -64,9 +65,9 @@ def train(spec: TrainSpec, output: str) -> dict[str, Any]:
     """Train ``spec`` on Ray from this process, resuming a killed run of the same spec, and
     write its outputs."""
     clear_finished(spec)
-    started = time.perf_counter()
+    started = time.time()
     state = final_state(fit_on_ray(spec, read_splits(spec.paths, spec.dataset, test=False), name=run_name(spec)))
-    return finish(spec, state, time.perf_counter() - started, output)
+    return finish(spec, state, (started, time.time()), output)
 
 
 # The runs stage's Tune experiment, in Ray's storage ($PIXELGAN_RUNS): the last stage run's
@@ -97,7 +98,8 @@ def train_runs(jobs: list[tuple[TrainSpec, str]]) -> None:
         state = whole_checkpoint(storage.join(checkpoint_folder(spec.paths.runs, name, spec.train.epochs), "checkpoint.pt"))
         if state is None:
             raise RuntimeError(f"train: {output} ({name}) ended without its epoch-{spec.train.epochs} checkpoint")
-        finish(spec, state, results[name].metrics["time_total_s"], output)
+        reported = results[name].metrics  # the trial's last report: when, and its time so far
+        finish(spec, state, (reported["timestamp"] - reported["time_total_s"], reported["timestamp"]), output)
 
 
 def configure(argv: Sequence[str]) -> tuple[list[tuple[TrainSpec, str]], bool]:

@@ -52,10 +52,10 @@ BREAKS = [
           'dataset(train.images, train.labels, "threshold"),',
           "training images thresholded, not binarised afresh", True, (T + "test_training.py",)),
     Break("pipeline/train.py",
-          "    metrics = write_outputs(spec, state, wall_time, output)\n"
+          "    metrics = write_outputs(spec, state, trained, output)\n"
           "    storage.touch(storage.join(spec.paths.runs, run_name(spec), FINISHED))",
           "    storage.touch(storage.join(spec.paths.runs, run_name(spec), FINISHED))\n"
-          "    metrics = write_outputs(spec, state, wall_time, output)",
+          "    metrics = write_outputs(spec, state, trained, output)",
           "the FINISHED marker written before the outputs", False, ("tests/pipeline/test_train.py",)),
     Break("pixelgan/config.py", '"train.compile", "train.epochs")', '"train.compile", "train.epochs", "model.prior")',
           "a changed prior let through a resume", True, (T + "test_training.py::test_the_cli_run_checkpoints_resumes_and_does_not_repeat_itself",)),

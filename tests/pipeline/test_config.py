@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import CONF_DIR, PARAMS, REPO, compose_yaml, dataset_config, load_params, run_params
+from pipeline.params import CONF_DIR, PARAMS, RAY_STORAGE, REPO, compose_yaml, dataset_config, load_params, read_paths, run_params
 from pixelgan.config import ConfigError
 
 
@@ -126,3 +126,13 @@ def test_the_params_writer_refuses_what_a_stage_would(tmp_path: Path, override: 
     assert message in capsys.readouterr().err
     assert not out.exists(), "nothing is written"
     assert main(["--out", str(out)]) == 0 and out.is_file()
+
+
+def test_rays_storage_comes_from_the_environment_and_is_no_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = load_params([])
+    monkeypatch.delenv(RAY_STORAGE)
+    assert read_paths(params).runs == "runs", "runs/ in the stage's folder when unset"
+    monkeypatch.setenv(RAY_STORAGE, "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert read_paths(params).resolved().runs == "s3://bucket/runs?endpoint_override=127.0.0.1:9000&scheme=http"
+    with pytest.raises(ConfigError, match="paths.runs is not a parameter: set Ray's storage with PIXELGAN_RUNS"):
+        read_paths({**params, "paths": {**params["paths"], "runs": "elsewhere"}})

@@ -42,7 +42,8 @@ def test_a_fresh_clone_pulls_what_another_pushed_and_reruns_nothing(s3_server: S
     assert not unread, f"{unread}: the root's and the search's metrics are in git"  # the column's, once it has run
     assert "metrics/data/mnist5k.json" in metrics
     plots = json.loads(run(second, "-m", "dvc", "plots", "show", "--json"))
-    assert not plots.get("errors"), plots.get("errors")
+    errors = [error for error in plots.get("errors", []) if not error["source"].startswith("paper/")]
+    assert not errors, errors
     assert "results/data/mnist5k-examples.png" in plots["data"], "the data's examples, in git, not in the data"
 
 
@@ -62,6 +63,7 @@ def test_a_model_trained_with_one_ray_storage_is_pulled_not_retrained_where_it_i
     monkeypatch.setenv(RAY_STORAGE, str(tmp_path / "cluster-runs"))
     run(first, "-m", "dvc", "repro", "train")
     assert list((tmp_path / "cluster-runs").iterdir()), "the run trained in the first storage"
+    assert str(tmp_path / "cluster-runs") not in (first / "dvc.lock").read_text(), "where runs live is in no lock"
     git(first, "add", "-A")
     git(first, "commit", "-qm", "trained")
     run(first, "-m", "dvc", "push", "--run-cache", "--with-deps", "train")

@@ -91,7 +91,7 @@ def test_the_column_is_built_run_by_run_in_clones_without_each_others_models(ray
     stages = run(first / "paper", "-m", "pipeline.table", "--stages").split()
     assert stages == ["score@clustering-0", "score@clustering-1", "score@semi_100-0", "score@semi_100-1"]
     for stage in stages[:2]:
-        run(first, "-m", "dvc", "exp", "run", "--queue", f"paper/dvc.yaml:{stage}")
+        run(first, "-m", "dvc", "exp", "run", "--queue", "--no-hydra", f"paper/dvc.yaml:{stage}")
     run(first, "-m", "dvc", "exp", "run", "--run-all", "--jobs", "2")
     said = run(first, "-m", "dvc", "repro", *(f"paper/dvc.yaml:{stage}" for stage in stages[:2]))
     assert said.count("is cached - skipping run") == 4 and "Running stage" not in said, said  # train and score, twice
