@@ -90,7 +90,7 @@ def test_ray_up_syncs_every_tracked_file_and_nothing_that_git_ignores(tmp_path: 
     assert set(NEEDED) <= tracked
 
     config = aws_config()
-    source = config["file_mounts"]["~/pixelgan"] + "/"  # as `ray up` from the root names it, a folder with its "/"
+    source = config["file_mounts"]["/app"] + "/"  # as `ray up` from the root names it, a folder with its "/"
     node = tmp_path / "node"
     subprocess.run(ray_rsync_command(config, source, f"{node}/"), cwd=clone, check=True, capture_output=True)
     synced = {path.relative_to(node).as_posix() for path in node.rglob("*") if not path.is_dir()}
@@ -144,14 +144,15 @@ def test_the_image_is_rays_of_the_locked_versions_with_the_locked_venv_first_on_
     assert any(i < syncs[-1] and "." in sources for i, sources in copies) and "--no-install-project" not in steps[syncs[-1]][1]
 
 
-def test_the_image_leaves_out_git_and_what_git_ignores() -> None:
+def test_the_image_leaves_out_what_git_ignores_but_keeps_git() -> None:
     kept_out = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
     for ignore in ls_files(REPO, "*.gitignore"):
         folder = os.path.dirname(ignore)
         for line in (REPO / ignore).read_text().splitlines():
             if line.startswith("/"):
                 assert os.path.join(folder, line.strip("/")) in kept_out, f"{ignore}: {line}"
-    assert {".git", ".venv", ".dvc/cache", "**/__pycache__"} <= kept_out
+    assert {".venv", ".dvc/cache", "**/__pycache__"} <= kept_out
+    assert ".git" not in kept_out, "DVC runs in the image's checkout (a KubeRay job's)"
 
 
 def test_every_node_boots_an_ami_and_runs_the_project_image_gpu_workers_with_their_gpus() -> None:
