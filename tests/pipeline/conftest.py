@@ -55,13 +55,18 @@ def ray_env() -> dict[str, str]:
     return dict(os.environ, PATH=path, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
 
 
-def _start_node(*args: str) -> subprocess.Popen[str]:
+def _start_node(address: str, *args: str) -> subprocess.Popen[str]:
     """`ray start ... --block`, returned once the node is up; the node lives as long as the
     returned process. Stopping that process stops this node and no other: `ray stop` would
-    stop every Ray node on the machine, a user's running `dvc repro` among them."""
+    stop every Ray node on the machine, a user's running `dvc repro` among them.
+
+    The node's processes are told the cluster's ``address``: Ray's state API, which Ray Train
+    calls from its actors, otherwise looks for a cluster in /tmp/ray/ray_current_cluster, and
+    that file names whichever cluster was last started there (this one has its own temp dir),
+    perhaps one long gone."""
     ray = Path(sys.executable).parent / "ray"
-    node = subprocess.Popen([str(ray), "start", *args, "--block"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ray_env(), start_new_session=True)
+    node = subprocess.Popen([str(ray), "start", *args, "--block"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=ray_env() | {"RAY_ADDRESS": address}, start_new_session=True)
     assert node.stdout is not None
     said = []
     for line in node.stdout:
@@ -85,9 +90,9 @@ def ray_cluster(s3_server: S3Server) -> Iterator[Cluster]:
     previous = os.environ.get("RAY_ADDRESS")
     nodes: list[subprocess.Popen[str]] = []
     try:
-        nodes.append(_start_node("--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
+        nodes.append(_start_node(address, "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
                                  "--dashboard-port", str(dashboard_port), "--temp-dir", temp_dir, *common))
-        nodes.append(_start_node("--address", address, *common))
+        nodes.append(_start_node(address, "--address", address, *common))
         os.environ["RAY_ADDRESS"] = address  # the driver under test connects, as on a cluster
         yield Cluster(address, f"http://127.0.0.1:{dashboard_port}")
     finally:
